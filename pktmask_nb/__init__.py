@@ -1,0 +1,28 @@
+"""Sanitize packet captures before sharing them, and show what the sanitizing did.
+
+Three stages run in this order, each usable alone: `Deduplicate`, `AnonymizeIPs`
+and `MaskPayloads`. `Pipeline` streams a pcap or pcapng file through them one
+packet at a time.
+"""
+
+import logging
+
+from pktmask_nb.errors import CaptureError, PktmaskError, UnparseablePacketError
+from pktmask_nb.packet import Interface, Packet
+from pktmask_nb.pipeline import Pipeline, RunResult
+from pktmask_nb.stages.base import Stage
+from pktmask_nb.stages.dedup import Deduplicate
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "CaptureError",
+    "Deduplicate",
+    "Interface",
+    "Packet",
+    "Pipeline",
+    "PktmaskError",
+    "RunResult",
+    "Stage",
+    "UnparseablePacketError",
+]

@@ -1,0 +1,1 @@
+"""The sanitizing stages: each transforms one packet at a time."""
