@@ -9,7 +9,8 @@ import logging
 
 from pktmask_nb.errors import CaptureError, PktmaskError, UnparseablePacketError
 from pktmask_nb.packet import Interface, Packet
-from pktmask_nb.pipeline import Pipeline, RunResult
+from pktmask_nb.pipeline import Pipeline
+from pktmask_nb.result import RunResult
 from pktmask_nb.stages.base import Stage
 from pktmask_nb.stages.dedup import Deduplicate
 

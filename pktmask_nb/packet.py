@@ -30,7 +30,9 @@ class Interface:
     snaplen: int
     ticks_per_second: int = 1_000_000
     ts_offset: int = 0
-    # pcapng only: the raw option bytes of the IDB, for writing it back.
+    # pcapng only: the section (Section Header Block) the interface belongs to,
+    # and the raw option bytes of its IDB, for writing it back.
+    section: int = 0
     options: bytes = field(default=b"", repr=False)
 
 

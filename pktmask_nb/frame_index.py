@@ -1,0 +1,63 @@
+"""The frame index of a run: where each input packet went in the output.
+
+Entry i (0-based) is the 1-based output frame number of input frame i + 1,
+or 0 when a stage dropped it. The index is written to a temp file in chunks
+so that it costs no memory per packet, and read back with numpy when a
+notebook asks for per-packet views.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from array import array
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 65_536
+
+
+class FrameIndexWriter:
+    """Append-only uint32 index kept in a temp file."""
+
+    def __init__(self) -> None:
+        handle, name = tempfile.mkstemp(prefix="pktmask_nb-index-", suffix=".u32")
+        self.path = Path(name)
+        self._file = os.fdopen(handle, "wb")
+        self._chunk = array("I")
+        self.count = 0
+
+    def add(self, output_number: int) -> None:
+        self._chunk.append(output_number)
+        if len(self._chunk) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._chunk.tofile(self._file)
+        self.count += len(self._chunk)
+        self._chunk = array("I")
+
+    def close(self) -> None:
+        """Flush the index; the file stays until `discard()`."""
+        if not self._file.closed:
+            self._flush()
+            self._file.close()
+
+    def discard(self) -> None:
+        """Close and remove the index file. Idempotent."""
+        if not self._file.closed:
+            self._file.close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def read(self) -> np.ndarray:
+        """The whole index as a read-only memory map (numbers for input frames 1..N)."""
+        if self.count == 0:
+            return np.zeros(0, dtype=np.uint32)
+        return np.memmap(self.path, dtype=np.uint32, mode="r", shape=(self.count,))

@@ -1,0 +1,276 @@
+"""`Pipeline`: stream a capture through stages, one packet at a time.
+
+The pipeline reads the input once per pass. A stage that sets
+`needs_first_pass` gets a scan pass first, in which replicas of the stages
+before it transform each packet, so it sees packets exactly as they will
+reach it in the final pass. No packet is held in memory between passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from tqdm.auto import tqdm
+
+from pktmask_nb.capture import Reader, open_reader, open_writer
+from pktmask_nb.errors import CaptureError, UnparseablePacketError
+from pktmask_nb.frame_index import FrameIndexWriter
+from pktmask_nb.output import atomic_output
+from pktmask_nb.packet import Packet
+from pktmask_nb.result import RunResult, StageRun
+from pktmask_nb.stages.base import Stage
+
+logger = logging.getLogger(__name__)
+
+# Update the progress bar every this many packets: a per-packet update costs more than the work.
+PROGRESS_EVERY = 2048
+UNPARSEABLE_CHOICES = ("error", "drop")
+
+
+class Pipeline:
+    """An ordered list of stages run over a capture file.
+
+    `on_unparseable` decides what happens to a packet a stage cannot parse:
+    "error" stops the run (the default, because such a packet could carry
+    private bytes past the stage), "drop" leaves it out of the output and
+    counts it. `keep_comments` keeps pcapng comments and free-text options,
+    which are dropped by default. `progress` shows a tqdm bar per pass.
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[Stage] = (),
+        *,
+        on_unparseable: Literal["error", "drop"] = "error",
+        keep_comments: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.stages = stages
+        self.on_unparseable = on_unparseable
+        self.keep_comments = keep_comments
+        self.progress = progress
+
+    def get_params(self) -> dict[str, Any]:
+        """Return the constructor arguments as given, by name."""
+        return {
+            "stages": self.stages,
+            "on_unparseable": self.on_unparseable,
+            "keep_comments": self.keep_comments,
+            "progress": self.progress,
+        }
+
+    def __repr__(self) -> str:
+        stages = ", ".join(repr(stage) for stage in self.stages)
+        options = []
+        if self.on_unparseable != "error":
+            options.append(f"on_unparseable={self.on_unparseable!r}")
+        if self.keep_comments:
+            options.append("keep_comments=True")
+        if not self.progress:
+            options.append("progress=False")
+        return f"Pipeline([{stages}]{''.join(', ' + o for o in options)})"
+
+    def _repr_html_(self) -> str:
+        from pktmask_nb.display import pipeline_html
+
+        return pipeline_html(self)
+
+    def _validate(self) -> None:
+        if self.on_unparseable not in UNPARSEABLE_CHOICES:
+            raise ValueError(
+                f"Pipeline: on_unparseable must be one of {UNPARSEABLE_CHOICES}, "
+                f"not {self.on_unparseable!r}"
+            )
+        for stage in self.stages:
+            if not isinstance(stage, Stage):
+                raise TypeError(f"Pipeline: {stage!r} is not a Stage")
+        if len({id(stage) for stage in self.stages}) != len(self.stages):
+            raise ValueError(
+                "Pipeline: the same stage object appears twice; give each step its own"
+            )
+
+    def run(
+        self, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str]
+    ) -> RunResult:
+        """Sanitize `input_path` into `output_path` and return what each stage did.
+
+        The output appears only when complete; on any error no output file
+        is left and the input is never modified. Raises CaptureError (or its
+        subclass UnparseablePacketError) naming the file and packet.
+        """
+        self._validate()
+        source = Path(input_path)
+        target = Path(output_path)
+        _check_paths(source, target)
+        started = time.perf_counter()
+        logger.info("sanitizing %s into %s with %s", source, target, self)
+
+        for stage in self.stages:
+            stage.reset(os.fspath(source))
+        for position, stage in enumerate(self.stages):
+            if stage.needs_first_pass:
+                self._scan_pass(source, position)
+
+        index = FrameIndexWriter()
+        try:
+            runs, totals, reader = self._final_pass(source, target, index)
+        except BaseException:
+            index.discard()
+            raise
+        index.close()
+        elapsed = time.perf_counter() - started
+        logger.info(
+            "%s: %d packets in, %d out, in %.2f s",
+            source,
+            totals["packets_in"],
+            totals["packets_out"],
+            elapsed,
+        )
+        return RunResult(
+            input_path=source,
+            output_path=target,
+            capture_format=reader.format,
+            stage_runs=runs,
+            packets_in=totals["packets_in"],
+            packets_out=totals["packets_out"],
+            seconds=elapsed,
+            skipped_blocks=dict(getattr(reader, "skipped_blocks", {})),
+            frame_index=index,
+        )
+
+    def _scan_pass(self, source: Path, position: int) -> None:
+        """Let stage `position` scan every packet as transformed by replicas of the stages before it."""
+        scanner = self.stages[position]
+        before = [stage.replica() for stage in self.stages[:position]]
+        for stage in before:
+            stage.reset(os.fspath(source))
+        reader = open_reader(source)
+        try:
+            with self._progress(source, f"{scanner.name}: scan") as bar:
+                for packet in reader:
+                    if _transform(before, packet, drop_unparseable=True) is not None:
+                        self._scan_one(scanner, packet)
+                    if packet.number % PROGRESS_EVERY == 0:
+                        bar.update(reader_position(reader) - bar.n)
+                bar.update(reader_position(reader) - bar.n)
+        finally:
+            reader.close()
+        scanner.finish_scan()
+
+    def _scan_one(self, scanner: Stage, packet: Packet) -> None:
+        try:
+            scanner.scan(packet)
+        except UnparseablePacketError:
+            # The final pass meets the same packet and stops or drops it there.
+            if self.on_unparseable != "drop":
+                raise
+
+    def _final_pass(
+        self, source: Path, target: Path, index: FrameIndexWriter
+    ) -> tuple[list[StageRun], dict[str, int], Reader]:
+        stages = list(self.stages)
+        seconds = [0.0] * len(stages)
+        packets_in = [0] * len(stages)
+        unparseable = [0] * len(stages)
+        totals = {"packets_in": 0, "packets_out": 0}
+        drop = self.on_unparseable == "drop"
+        clock = time.perf_counter
+
+        reader = open_reader(source)
+        try:
+            with (
+                atomic_output(target) as (fileobj, _partial),
+                self._progress(source, "write") as bar,
+            ):
+                writer = open_writer(fileobj, reader, keep_comments=self.keep_comments)
+                for packet in reader:
+                    totals["packets_in"] += 1
+                    data: bytes | None = packet.data
+                    for i, stage in enumerate(stages):
+                        packets_in[i] += 1
+                        begin = clock()
+                        try:
+                            data = stage.process(packet)
+                        except UnparseablePacketError:
+                            if not drop:
+                                raise
+                            unparseable[i] += 1
+                            data = None
+                        seconds[i] += clock() - begin
+                        if data is None:
+                            break
+                        packet.data = data
+                    if data is None:
+                        index.add(0)
+                    else:
+                        writer.write(packet, data)
+                        totals["packets_out"] += 1
+                        index.add(totals["packets_out"])
+                    if packet.number % PROGRESS_EVERY == 0:
+                        bar.update(reader_position(reader) - bar.n)
+                writer.close()
+                bar.update(reader_position(reader) - bar.n)
+        finally:
+            reader.close()
+
+        runs = []
+        for i, stage in enumerate(stages):
+            packets_out = packets_in[i + 1] if i + 1 < len(stages) else totals["packets_out"]
+            runs.append(StageRun(stage, packets_in[i], packets_out, unparseable[i], seconds[i]))
+        return runs, totals, reader
+
+    def _progress(self, source: Path, what: str) -> tqdm:
+        return tqdm(
+            total=source.stat().st_size,
+            desc=f"{source.name} {what}",
+            unit="B",
+            unit_scale=True,
+            disable=not self.progress,
+            leave=False,
+        )
+
+
+def _transform(stages: list[Stage], packet: Packet, *, drop_unparseable: bool) -> bytes | None:
+    """Run `packet` through `stages`, updating `packet.data`; None if a stage dropped it."""
+    data: bytes | None = packet.data
+    for stage in stages:
+        try:
+            data = stage.process(packet)
+        except UnparseablePacketError:
+            if not drop_unparseable:
+                raise
+            return None
+        if data is None:
+            return None
+        packet.data = data
+    return data
+
+
+def reader_position(reader: Reader) -> int:
+    """Bytes of the input consumed so far."""
+    return reader.tell()
+
+
+def _check_paths(source: Path, target: Path) -> None:
+    if not source.is_file():
+        what = "a folder" if source.is_dir() else "not found"
+        raise CaptureError(
+            source, f"input is {what}", hint="Give the path of a pcap or pcapng file"
+        )
+    if target.exists() and target.is_dir():
+        raise CaptureError(target, "output is a folder", hint="Give a file name for the output")
+    if target.exists() and os.path.samefile(source, target):
+        raise CaptureError(
+            target,
+            "output is the input file",
+            hint="Write the sanitized capture to a new file; the input is never modified",
+        )
+    if not target.parent.is_dir():
+        raise CaptureError(
+            target, "the output folder does not exist", hint=f"Create {target.parent} first"
+        )

@@ -1,0 +1,126 @@
+"""`RunResult`: what a pipeline run did, per stage and per packet.
+
+The result keeps the input and output paths and a frame index (input frame
+number to output frame number) on disk, so per-packet before/after views of
+a large capture are read from the files on demand instead of held in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pktmask_nb.frame_index import FrameIndexWriter
+from pktmask_nb.stages.base import Stage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StageRun:
+    """One stage's part of a run: packets in and out, unparseable packets dropped, seconds spent."""
+
+    stage: Stage
+    packets_in: int
+    packets_out: int
+    unparseable_dropped: int
+    seconds: float
+
+
+class RunResult:
+    """The outcome of `Pipeline.run`.
+
+    `stats` is a DataFrame with one row per stage: packets in and out,
+    unparseable packets dropped, seconds, and the stage's own counters.
+    `close()` removes the temp frame index; it is idempotent and also
+    happens when the result is garbage-collected.
+    """
+
+    def __init__(
+        self,
+        *,
+        input_path: Path,
+        output_path: Path,
+        capture_format: str,
+        stage_runs: list[StageRun],
+        packets_in: int,
+        packets_out: int,
+        seconds: float,
+        skipped_blocks: dict[str, int],
+        frame_index: FrameIndexWriter,
+    ) -> None:
+        self.input_path = input_path
+        self.output_path = output_path
+        self.capture_format = capture_format
+        self.stage_runs = stage_runs
+        self.packets_in = packets_in
+        self.packets_out = packets_out
+        self.seconds = seconds
+        self.skipped_blocks = skipped_blocks
+        self._frame_index = frame_index
+
+    @property
+    def stages(self) -> list[Stage]:
+        return [run.stage for run in self.stage_runs]
+
+    def stage(self, name: str) -> Stage:
+        """Return the stage called `name` ("dedup", "anonymize", "mask").
+
+        Raises KeyError listing the stages of the run when there is none.
+        """
+        for run in self.stage_runs:
+            if run.stage.name == name:
+                return run.stage
+        names = ", ".join(run.stage.name for run in self.stage_runs) or "none"
+        raise KeyError(f"this run has no {name!r} stage; its stages: {names}")
+
+    @property
+    def stats(self) -> pd.DataFrame:
+        rows = []
+        for run in self.stage_runs:
+            row: dict[str, object] = {
+                "stage": run.stage.name,
+                "packets_in": run.packets_in,
+                "packets_out": run.packets_out,
+                "unparseable_dropped": run.unparseable_dropped,
+                "seconds": round(run.seconds, 3),
+            }
+            row.update(run.stage.stats())
+            rows.append(row)
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            return pd.DataFrame(columns=["packets_in", "packets_out"]).rename_axis("stage")
+        frame = frame.set_index("stage")
+        counters = [c for c in frame.columns if c != "seconds"]
+        frame[counters] = frame[counters].astype("Int64")
+        return frame
+
+    def frame_map(self) -> np.ndarray:
+        """Output frame number of each input frame (index 0 is input frame 1); 0 means dropped."""
+        return self._frame_index.read()
+
+    def close(self) -> None:
+        """Remove the temp frame index. Idempotent."""
+        self._frame_index.discard()
+
+    def __enter__(self) -> RunResult:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        stages = ", ".join(run.stage.name for run in self.stage_runs) or "no stages"
+        return (
+            f"<RunResult {self.input_path.name} -> {self.output_path.name}: "
+            f"{self.packets_in} packets in, {self.packets_out} out, {stages}>"
+        )
+
+    def _repr_html_(self) -> str:
+        from pktmask_nb.display import result_html
+
+        return result_html(self)
