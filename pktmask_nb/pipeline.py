@@ -258,10 +258,8 @@ def reader_position(reader: Reader) -> int:
 
 def _check_paths(source: Path, target: Path) -> None:
     if not source.is_file():
-        what = "a folder" if source.is_dir() else "not found"
-        raise CaptureError(
-            source, f"input is {what}", hint="Give the path of a pcap or pcapng file"
-        )
+        problem = "the input is a folder, not a file" if source.is_dir() else "input file not found"
+        raise CaptureError(source, problem, hint="Give the path of a pcap or pcapng file")
     if target.exists() and target.is_dir():
         raise CaptureError(target, "output is a folder", hint="Give a file name for the output")
     if target.exists() and os.path.samefile(source, target):

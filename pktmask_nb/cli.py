@@ -1,0 +1,183 @@
+"""The `pktmask-nb` command: sanitize captures from a shell.
+
+    pktmask-nb run INPUT... -o OUTPUT [--stages dedup,anonymize,mask]
+    pktmask-nb demo [-o DIR]
+
+Exit status: 0 on success, 1 when a capture is invalid or a stage fails,
+2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from pktmask_nb.errors import PktmaskError
+from pktmask_nb.pipeline import Pipeline
+from pktmask_nb.stage_options import STAGE_NAMES, add_stage_arguments, build_stages, finish_run
+
+logger = logging.getLogger(__name__)
+
+CAPTURE_SUFFIXES = {".pcap", ".pcapng", ".cap", ".dmp"}
+DEMO_CAPTURE = "tls12-demo.pcap"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return args.handler(args)
+    except (PktmaskError, ValueError, OSError) as error:
+        print(f"pktmask-nb: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pktmask-nb",
+        description="Sanitize pcap/pcapng captures: remove duplicates, anonymize IP addresses, "
+        "mask payloads.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step (DEBUG)")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="sanitize captures",
+        description="Sanitize capture files or a folder of captures. Stages run in the order "
+        "dedup, anonymize, mask.",
+    )
+    run.add_argument("inputs", nargs="+", metavar="INPUT", help="pcap/pcapng files, or one folder")
+    run.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output file for one input; output folder for several inputs or a folder "
+        "(created if missing; it mirrors the input file names)",
+    )
+    run.add_argument(
+        "--stages",
+        default=",".join(STAGE_NAMES),
+        help=f"comma-separated stages to run (default: {','.join(STAGE_NAMES)})",
+    )
+    _add_common_options(run)
+    add_stage_arguments(run)
+    run.set_defaults(handler=_run)
+
+    demo = commands.add_parser(
+        "demo",
+        help="sanitize a small real capture shipped with the package",
+        description="Run all stages on a 22-packet TLS 1.2 capture shipped with the package "
+        "and write the result to DIR.",
+    )
+    demo.add_argument("-o", "--output-dir", default=".", help="folder for the output (default: .)")
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--on-unparseable",
+        choices=("error", "drop"),
+        default="error",
+        help="what to do with a packet a stage cannot parse: stop with an error (default) "
+        "or drop it from the output and count it",
+    )
+    parser.add_argument(
+        "--keep-comments",
+        action="store_true",
+        help="keep pcapng comments and free-text options (dropped by default: they can hold "
+        "private data)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _run(args: argparse.Namespace) -> int:
+    names = [name.strip() for name in args.stages.split(",") if name.strip()]
+    pairs = plan_outputs([Path(p) for p in args.inputs], Path(args.output))
+    stages = build_stages(names, args)
+    pipeline = Pipeline(
+        stages,
+        on_unparseable=args.on_unparseable,
+        keep_comments=args.keep_comments,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    for source, target in pairs:
+        result = pipeline.run(source, target)
+        _print_summary(result)
+        result.close()
+    finish_run(stages, args)
+    return 0
+
+
+def plan_outputs(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
+    """Pair each input capture with its output path.
+
+    One input file gives `output` itself (or `output/NAME` when `output` is an
+    existing folder). A folder, or several files, give `output/NAME` for each
+    capture, and the output folder is created. Raises ValueError when nothing
+    to sanitize is found or two inputs share a name.
+    """
+    if len(inputs) == 1 and inputs[0].is_dir():
+        folder = inputs[0]
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CAPTURE_SUFFIXES)
+        if not files:
+            raise ValueError(
+                f"{folder}: no capture files found (looked for {', '.join(sorted(CAPTURE_SUFFIXES))})"
+            )
+        return _into_folder(files, output)
+
+    for path in inputs:
+        if path.is_dir():
+            raise ValueError(f"{path}: give either one folder or capture files, not both")
+    if len(inputs) == 1 and not output.is_dir():
+        return [(inputs[0], output)]
+    return _into_folder(inputs, output)
+
+
+def _into_folder(files: list[Path], folder: Path) -> list[tuple[Path, Path]]:
+    names = [f.name for f in files]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"several inputs are named {', '.join(duplicates)}; the output folder needs unique names")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder}: is a file; give a folder as output for several inputs")
+    folder.mkdir(parents=True, exist_ok=True)
+    return [(f, folder / f.name) for f in files]
+
+
+def _print_summary(result) -> None:  # noqa: ANN001 - RunResult
+    print(
+        f"{result.input_path} -> {result.output_path}: {result.packets_in} packets in, "
+        f"{result.packets_out} out ({result.seconds:.2f} s)"
+    )
+    stats = result.stats
+    if not stats.empty:
+        print(stats.T.to_string())
+    if result.skipped_blocks:
+        skipped = ", ".join(f"{count} {name}" for name, count in result.skipped_blocks.items())
+        print(f"pcapng blocks not copied (they can hold private data): {skipped}")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    folder = Path(args.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    source = resources.files("pktmask_nb") / "data" / DEMO_CAPTURE
+    with resources.as_file(source) as path:
+        argv = ["run", str(path), "-o", str(folder / "tls12-demo-sanitized.pcap")]
+        if args.no_progress:
+            argv.append("--no-progress")
+        status = main(argv)
+    if status == 0:
+        print(f"Wrote {folder / 'tls12-demo-sanitized.pcap'}; open it with tshark or Wireshark.")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Pipeline mechanics: passes, per-file state, unparseable packets, parameters and repr."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from capture_builders import pcap_bytes, write
+
+from pktmask_nb import Deduplicate, Packet, Pipeline, Stage, UnparseablePacketError
+
+
+class RecordingStage(Stage):
+    """A real stage that scans first and tags each packet with what it saw in the scan."""
+
+    name = "recording"
+    needs_first_pass = True
+    counter_names = ("scanned", "processed")
+
+    def __init__(self, *, reject: int | None = None) -> None:
+        self.reject = reject
+
+    def reset(self, path: str) -> None:
+        super().reset(path)
+        self.scanned_data: list[bytes] = []
+
+    def scan(self, packet: Packet) -> None:
+        self.counters_["scanned"] += 1
+        self.scanned_data.append(packet.data)
+
+    def process(self, packet: Packet) -> bytes | None:
+        if packet.number == self.reject:
+            raise UnparseablePacketError(self.path_, "test rejects it", packet_number=packet.number)
+        self.counters_["processed"] += 1
+        return packet.data.upper()
+
+
+class AppendStage(Stage):
+    name = "append"
+
+    def process(self, packet: Packet) -> bytes | None:
+        return packet.data + b"!"
+
+
+def _capture(tmp_path: Path, payloads: list[bytes]) -> Path:
+    return write(tmp_path / "in.pcap", pcap_bytes([(1, i, p, len(p)) for i, p in enumerate(payloads)]))
+
+
+def test_scan_sees_packets_as_earlier_stages_left_them(tmp_path: Path) -> None:
+    source = _capture(tmp_path, [b"aa", b"bb", b"aa"])
+    recorder = RecordingStage()
+
+    result = Pipeline([Deduplicate(), AppendStage(), recorder], progress=False).run(source, tmp_path / "o.pcap")
+
+    assert recorder.scanned_data == [b"aa!", b"bb!"]
+    assert result.stats.loc["dedup", "duplicates_dropped"] == 1, "replicas must not count twice"
+    assert result.stats.loc["recording", "processed"] == 2
+    assert (tmp_path / "o.pcap").read_bytes().endswith(b"BB!")
+    result.close()
+
+
+def test_unparseable_stops_run_by_default(tmp_path: Path) -> None:
+    source = _capture(tmp_path, [b"aa", b"bb", b"cc"])
+
+    with pytest.raises(UnparseablePacketError, match=r"in\.pcap, packet 2: test rejects it"):
+        Pipeline([RecordingStage(reject=2)], progress=False).run(source, tmp_path / "o.pcap")
+
+    assert not (tmp_path / "o.pcap").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["in.pcap"]
+
+
+def test_unparseable_dropped_and_counted_on_request(tmp_path: Path) -> None:
+    source = _capture(tmp_path, [b"aa", b"bb", b"cc"])
+
+    pipeline = Pipeline([RecordingStage(reject=2)], on_unparseable="drop", progress=False)
+    result = pipeline.run(source, tmp_path / "o.pcap")
+
+    assert result.packets_out == 2
+    assert result.stats.loc["recording", "unparseable_dropped"] == 1
+    assert list(result.frame_map()) == [1, 0, 2]
+    result.close()
+
+
+def test_invalid_on_unparseable_names_choices(tmp_path: Path) -> None:
+    source = _capture(tmp_path, [b"aa"])
+
+    with pytest.raises(ValueError, match=r"on_unparseable must be one of \('error', 'drop'\)"):
+        Pipeline([], on_unparseable="skip", progress=False).run(source, tmp_path / "o.pcap")
+
+
+def test_repr_and_params_have_no_addresses() -> None:
+    pipeline = Pipeline([Deduplicate(window_packets=10)], on_unparseable="drop")
+
+    text = repr(pipeline)
+    html = pipeline._repr_html_()
+
+    assert text == "Pipeline([Deduplicate(window_packets=10)], on_unparseable='drop')"
+    assert pipeline.get_params()["on_unparseable"] == "drop"
+    assert Deduplicate(window_packets=10).get_params() == {
+        "window_packets": 10,
+        "window_seconds": None,
+        "ignore_span_differences": False,
+    }
+    assert not re.search(r"0x[0-9a-f]{6,}", text + html)
+
+
+def test_set_params_rejects_unknown_name() -> None:
+    with pytest.raises(ValueError, match="Deduplicate has no parameter 'window'; valid parameters"):
+        Deduplicate().set_params(window=3)
+
+
+def test_same_stage_twice_rejected(tmp_path: Path) -> None:
+    stage = Deduplicate()
+    source = _capture(tmp_path, [b"aa"])
+
+    with pytest.raises(ValueError, match="appears twice"):
+        Pipeline([stage, stage], progress=False).run(source, tmp_path / "o.pcap")
