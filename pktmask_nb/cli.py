@@ -92,8 +92,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-comments",
         action="store_true",
-        help="keep pcapng comments and free-text options (dropped by default: they can hold "
-        "private data)",
+        help="keep pcapng comments and free-text options (dropped by default: they can hold private data)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -145,7 +144,9 @@ def _into_folder(files: list[Path], folder: Path) -> list[tuple[Path, Path]]:
     names = [f.name for f in files]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"several inputs are named {', '.join(duplicates)}; the output folder needs unique names")
+        raise ValueError(
+            f"several inputs are named {', '.join(duplicates)}; the output folder needs unique names"
+        )
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder}: is a file; give a folder as output for several inputs")
     folder.mkdir(parents=True, exist_ok=True)

@@ -38,9 +38,7 @@ def build_stages(names: list[str], args: argparse.Namespace) -> list[Stage]:
     """
     unknown = [name for name in names if name not in STAGE_NAMES]
     if unknown:
-        raise ValueError(
-            f"unknown stage {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}"
-        )
+        raise ValueError(f"unknown stage {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}")
     stages: list[Stage] = []
     for name in STAGE_NAMES:
         if name not in names:

@@ -72,7 +72,9 @@ def test_pcapng_two_interfaces_keep_linktype_and_resolution(tmp_path: Path, tsha
     )
 
     target = _roundtrip(tmp_path, content, "two.pcapng")
-    rows = tshark_fields(target, ["frame.time_epoch", "frame.encap_type", "frame.len", "frame.cap_len", "frame.comment"])
+    rows = tshark_fields(
+        target, ["frame.time_epoch", "frame.encap_type", "frame.len", "frame.cap_len", "frame.comment"]
+    )
 
     assert rows[0][:4] == ["1700000000.123456789", "1", "64", "64"]
     assert rows[1][1:4] == ["25", "300", "128"]
@@ -121,8 +123,12 @@ def struct_block(block_type: int, body: bytes) -> bytes:
 
 def test_pcapng_multiple_sections(tmp_path: Path, tshark: str) -> None:
     content = (
-        shb() + idb(1, 65535) + epb(0, 1, b"\x01" * 60, 60)
-        + shb() + idb(101, 65535) + epb(0, 2, b"\x45" + b"\0" * 39, 40)
+        shb()
+        + idb(1, 65535)
+        + epb(0, 1, b"\x01" * 60, 60)
+        + shb()
+        + idb(101, 65535)
+        + epb(0, 2, b"\x45" + b"\0" * 39, 40)
     )
     target = _roundtrip(tmp_path, content, "sections.pcapng")
 

@@ -15,9 +15,7 @@ from pktmask_nb import Deduplicate, Pipeline
 MD5 = ("-o", "frame.generate_md5_hash:TRUE")
 
 
-@pytest.mark.parametrize(
-    "name", ["zeek_ssh-dups.pcap", "arkime_wireshark-retrans.pcap", "ppp_sll.pcap"]
-)
+@pytest.mark.parametrize("name", ["zeek_ssh-dups.pcap", "arkime_wireshark-retrans.pcap", "ppp_sll.pcap"])
 def test_dedup_matches_tshark_digests(corpus_dir: Path, tmp_path: Path, tshark: str, name: str) -> None:
     source = corpus_dir / name
     digests = [row[0] for row in tshark_fields(source, ["frame.md5_hash"], *MD5)]

@@ -51,7 +51,9 @@ def test_scan_sees_packets_as_earlier_stages_left_them(tmp_path: Path) -> None:
     source = _capture(tmp_path, [b"aa", b"bb", b"aa"])
     recorder = RecordingStage()
 
-    result = Pipeline([Deduplicate(), AppendStage(), recorder], progress=False).run(source, tmp_path / "o.pcap")
+    result = Pipeline([Deduplicate(), AppendStage(), recorder], progress=False).run(
+        source, tmp_path / "o.pcap"
+    )
 
     assert recorder.scanned_data == [b"aa!", b"bb!"]
     assert result.stats.loc["dedup", "duplicates_dropped"] == 1, "replicas must not count twice"

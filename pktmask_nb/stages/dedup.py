@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter, deque
+from hashlib import blake2b
 
+from pktmask_nb.digest_set import DigestSet
 from pktmask_nb.packet import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
@@ -25,9 +26,11 @@ ETHERTYPE_IPV6 = b"\x86\xdd"
 class Deduplicate(Stage):
     """Drop a packet whose captured bytes equal an earlier packet's; keep the first.
 
-    Packets are compared by a 128-bit BLAKE2b digest of their captured bytes,
-    so memory is about 100 bytes per distinct packet (a set entry and the
-    digest). `window_packets` compares only with the last N packets kept and
+    Packets are compared by a 64-bit BLAKE2b digest of their captured bytes,
+    kept in a compact table: memory is 8 to 16 bytes per distinct packet.
+    Two different packets share a digest with probability about n**2 / 2**65
+    for n distinct packets (5e-8 for 1.4 million); the later one would then
+    be dropped. `window_packets` compares only with the last N packets kept and
     `window_seconds` only with packets up to T seconds older, which bounds
     memory on long captures (like `editcap -D N` and `editcap -w T`).
 
@@ -63,11 +66,10 @@ class Deduplicate(Stage):
                 f"Deduplicate: window_seconds must be a positive number of seconds or None, "
                 f"not {self.window_seconds!r}"
             )
-        self._seen: set[bytes] | Counter[bytes] = set() if self._unbounded() else Counter()
-        self._window: deque[tuple[int, bytes]] = deque()
-        self._window_ns = (
-            int(self.window_seconds * 1e9) if self.window_seconds is not None else None
-        )
+        self._digests = DigestSet()
+        self._seen: Counter[int] = Counter()
+        self._window: deque[tuple[int, int]] = deque()
+        self._window_ns = int(self.window_seconds * 1e9) if self.window_seconds is not None else None
 
     def _unbounded(self) -> bool:
         return self.window_packets is None and self.window_seconds is None
@@ -76,19 +78,15 @@ class Deduplicate(Stage):
         self.counters_["packets"] += 1
         data = packet.data
         key_bytes = (
-            _span_normalized(data, packet.interface.linktype)
-            if self.ignore_span_differences
-            else data
+            _span_normalized(data, packet.interface.linktype) if self.ignore_span_differences else data
         )
-        digest = hashlib.blake2b(key_bytes, digest_size=16).digest()
+        digest = int.from_bytes(blake2b(key_bytes, digest_size=8).digest(), "little")
 
         if self._unbounded():
-            seen = self._seen
-            if digest in seen:
+            if not self._digests.add(digest):
                 self.counters_["duplicates_dropped"] += 1
                 return None
-            seen.add(digest)
-            self.counters_["distinct_digests"] = len(seen)
+            self.counters_["distinct_digests"] += 1
             return data
 
         now_ns = packet.timestamp_ns
