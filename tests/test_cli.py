@@ -1,0 +1,85 @@
+"""The pktmask-nb command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from capture_builders import pcap_bytes, write
+
+
+def pktmask(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pktmask_nb.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def test_demo_writes_sanitized_capture(tmp_path: Path, tshark: str) -> None:
+    completed = pktmask("demo", "--no-progress", cwd=tmp_path)
+
+    assert completed.returncode == 0, completed.stderr
+    output = tmp_path / "tls12-demo-sanitized.pcap"
+    assert output.is_file()
+    frames = subprocess.run(["tshark", "-r", str(output)], capture_output=True, text=True, check=True)
+    assert len(frames.stdout.splitlines()) == 22
+    assert "packets in" in completed.stdout
+
+
+def test_folder_input_mirrors_names(corpus_dir: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("zeek_ssh-dups.pcap", "cs_icmp_traceroute.pcapng"):
+        shutil.copy(corpus_dir / name, inputs / name)
+    (inputs / "notes.txt").write_text("not a capture")
+
+    completed = pktmask("run", str(inputs), "-o", str(tmp_path / "out"), "--stages", "dedup")
+
+    assert completed.returncode == 0, completed.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "cs_icmp_traceroute.pcapng",
+        "zeek_ssh-dups.pcap",
+    ]
+    assert "duplicates_dropped" in completed.stdout
+
+
+def test_folder_without_captures_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+
+    completed = pktmask("run", str(tmp_path / "empty"), "-o", str(tmp_path / "out"))
+
+    assert completed.returncode == 1
+    assert completed.stderr.count("\n") == 1, "one line of error"
+    assert "no capture files found" in completed.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_capture_one_line_error(tmp_path: Path) -> None:
+    source = write(tmp_path / "cut.pcap", pcap_bytes([(1, 0, b"\x01" * 60, 60)])[:-5])
+
+    completed = pktmask("run", str(source), "-o", str(tmp_path / "out.pcap"), "--stages", "dedup")
+
+    assert completed.returncode == 1
+    assert completed.stderr.startswith(f"pktmask-nb: error: {source}, packet 1: the file ends inside")
+    assert "editcap" in completed.stderr
+    assert not (tmp_path / "out.pcap").exists()
+
+
+def test_unknown_stage_is_an_error(tmp_path: Path) -> None:
+    source = write(tmp_path / "a.pcap", pcap_bytes([]))
+
+    completed = pktmask("run", str(source), "-o", str(tmp_path / "o.pcap"), "--stages", "dedup,compress")
+
+    assert completed.returncode == 1
+    assert "unknown stage compress" in completed.stderr
+
+
+def test_every_subcommand_has_help() -> None:
+    for command in ("run", "demo"):
+        completed = pktmask(command, "--help")
+        assert completed.returncode == 0
+        assert "usage: pktmask-nb" in completed.stdout
