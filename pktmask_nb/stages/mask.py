@@ -1,0 +1,459 @@
+"""Payload masking: zero every payload byte except TLS record headers and handshakes.
+
+The first pass (`scan`) follows each direction of each TCP connection in
+sequence space and finds its TLS record boundaries (`pktmask_nb.tls`), or,
+on request, its HTTP/1.x message heads (`pktmask_nb.http`). It stores no
+payload: only record positions, and out-of-order segments until the bytes
+before them arrive. The final pass (`process`) zeroes every TCP payload byte
+outside the kept ranges, plus UDP payloads, bytes quoted in ICMP errors,
+ICMP echo data, the payload of other IP protocols, the bytes after the IP
+packet (Ethernet padding, trailers) and non-IP frames. Lengths, sequence
+numbers and headers stay as they were; the checksums that cover zeroed
+bytes are updated incrementally (RFC 1624), so a correct checksum stays
+correct and a wrong one stays wrong by the same amount.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pktmask_nb.dissect import (
+    ChecksumField,
+    Dissection,
+    IPHeader,
+    MalformedPacket,
+    Transport,
+    UnsupportedLinktype,
+    dissect,
+)
+from pktmask_nb.errors import CaptureError, UnparseablePacketError
+from pktmask_nb.http import HttpHeadFinder, looks_like_http
+from pktmask_nb.packet import Packet
+from pktmask_nb.seqspace import (
+    DirectionStream,
+    FlowKey,
+    SegmentOrderer,
+    StreamTable,
+    StreamVerdict,
+    format_flow,
+)
+from pktmask_nb.stages.base import Stage
+from pktmask_nb.tls import (
+    ALERT,
+    CHANGE_CIPHER_SPEC,
+    CONTENT_TYPE_NAMES,
+    HANDSHAKE,
+    HEARTBEAT,
+    TlsRecord,
+    TlsRecordFinder,
+)
+
+logger = logging.getLogger(__name__)
+
+IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IPPROTO_ICMPV6 = 58
+# Protocols whose payload the dissector walks into (tunnels) or that carry no user data of their own.
+_WALKED_PROTOCOLS = frozenset((IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, 4, 41, 47))
+ICMP_ECHO_TYPES = {4: frozenset((0, 8)), 6: frozenset((128, 129))}
+ICMP_HEADER_LEN = 8
+DNS_PORT = 53
+TCP_SYN = 0x02
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadPlan:
+    """What masking does to the TCP payload of one segment.
+
+    `kept` lists the [start, end) byte ranges of the payload that stay, in
+    payload coordinates (0 is the first payload byte); all other payload
+    bytes are zeroed. `records` are the TLS records that overlap the
+    segment, in stream offsets like `stream_offset`. `verdict` and
+    `trusted_until` (a stream offset, or None) say where the direction's
+    record boundaries stopped being trusted.
+    """
+
+    flow: FlowKey
+    stream_offset: int
+    length: int
+    records: list[TlsRecord]
+    kept: list[tuple[int, int]]
+    verdict: StreamVerdict | None
+    trusted_until: int | None
+
+
+class MaskPayloads(Stage):
+    """Zero payload bytes, keeping TLS record headers and (by default) TLS handshakes.
+
+    TLS is recognized on any port, SSL 3.0 to TLS 1.3. Every record keeps
+    its 5-byte header; records of the content types selected by
+    `keep_handshake`, `keep_alert`, `keep_change_cipher_spec` and
+    `keep_heartbeat` are kept whole, and application data bodies are zeroed.
+    Everything not recognized is zeroed (fail closed): a direction whose
+    bytes stop looking like TLS, or where bytes needed to find the next
+    record are missing from the capture, is zeroed from that point on.
+
+    `keep_http_headers` keeps HTTP/1.x start lines and header fields in
+    directions that start like HTTP, zeroing bodies. UDP payloads are zeroed
+    unless `keep_dns` (UDP port 53) or `keep_udp_ports` select them; the
+    names and addresses inside kept DNS messages are not anonymized. Non-IP
+    frames other than ARP are zeroed after the link header unless
+    `keep_non_ip` is set.
+
+    Counters (per run): `bytes_kept` and `bytes_zeroed` count TCP payload
+    bytes, `other_bytes_zeroed` all other zeroed bytes. A "flow" is one
+    direction of one TCP connection, as in NetFlow: `tls_flows` found TLS
+    records, `non_tls_flows` had payload that was not TLS from some point on,
+    `gaps` had bytes missing where a record boundary was needed.
+    """
+
+    name = "mask"
+    needs_first_pass = True
+    counter_names = (
+        "packets",
+        "tcp_payload_bytes",
+        "bytes_kept",
+        "bytes_zeroed",
+        "tls_records",
+        *(f"tls_{name}_records" for name in CONTENT_TYPE_NAMES.values()),
+        "tls_flows",
+        "non_tls_flows",
+        "gaps",
+        "http_flows",
+        "http_heads",
+        "truncated_segments",
+        "udp_payloads_zeroed",
+        "udp_payloads_kept",
+        "icmp_quotes_zeroed",
+        "icmp_echo_payloads_zeroed",
+        "other_ip_payloads_zeroed",
+        "trailers_zeroed",
+        "non_ip_frames_zeroed",
+        "other_bytes_zeroed",
+    )
+
+    def __init__(
+        self,
+        *,
+        keep_handshake: bool = True,
+        keep_alert: bool = True,
+        keep_change_cipher_spec: bool = True,
+        keep_heartbeat: bool = True,
+        keep_http_headers: bool = False,
+        keep_dns: bool = False,
+        keep_udp_ports: Iterable[int] = (),
+        keep_non_ip: bool = False,
+    ) -> None:
+        self.keep_handshake = keep_handshake
+        self.keep_alert = keep_alert
+        self.keep_change_cipher_spec = keep_change_cipher_spec
+        self.keep_heartbeat = keep_heartbeat
+        self.keep_http_headers = keep_http_headers
+        self.keep_dns = keep_dns
+        self.keep_udp_ports = keep_udp_ports
+        self.keep_non_ip = keep_non_ip
+
+    def reset(self, path: str) -> None:
+        """Forget the streams of the previous file; raise ValueError for a bad port number."""
+        super().reset(path)
+        ports = frozenset(self.keep_udp_ports)
+        bad = sorted(p for p in ports if not isinstance(p, int) or not 0 <= p <= 0xFFFF)
+        if bad:
+            raise ValueError(f"MaskPayloads: keep_udp_ports must be port numbers, not {bad!r}")
+        self.udp_ports_ = ports | ({DNS_PORT} if self.keep_dns else set())
+        self.keep_types_ = frozenset(
+            content_type
+            for content_type, keep in (
+                (HANDSHAKE, self.keep_handshake),
+                (ALERT, self.keep_alert),
+                (CHANGE_CIPHER_SPEC, self.keep_change_cipher_spec),
+                (HEARTBEAT, self.keep_heartbeat),
+            )
+            if keep
+        )
+        self.streams_ = StreamTable()
+        self.scanned_ = False
+
+    # -- first pass -----------------------------------------------------------
+
+    def scan(self, packet: Packet) -> None:
+        """Follow the TCP payload of `packet` in its stream; raise UnparseablePacketError."""
+        transport = self._dissect(packet).transport
+        if transport is None or transport.protocol != IPPROTO_TCP:
+            return
+        payload = packet.data[transport.payload_offset : transport.payload_end]
+        stream, offset = self.streams_.locate(
+            _flow_key(transport),
+            transport.seq,
+            syn=bool(transport.flags & TCP_SYN),
+            payload_len=len(payload),
+            create=True,
+        )
+        if not payload:
+            return
+        if stream.orderer is None:
+            stream.parser = self._choose_parser(payload)
+            stream.orderer = SegmentOrderer(stream.parser, start=0 if stream.syn_seen else None)
+        stream.orderer.add(offset, payload)
+
+    def finish_scan(self) -> None:
+        """End every stream, count what was found and prepare for the final pass."""
+        counters = self.counters_
+        for stream in self.streams_.streams():
+            if stream.orderer is None:
+                continue
+            stream.orderer.finish()
+            stream.orderer = None
+            self._count_stream(stream)
+        self.streams_.rewind()
+        self.scanned_ = True
+        logger.info(
+            "%s: %d TLS records in %d flows; %d flows not TLS; %d flows zeroed from a gap on",
+            self.path_,
+            counters["tls_records"],
+            counters["tls_flows"],
+            counters["non_tls_flows"],
+            counters["gaps"],
+        )
+
+    def _choose_parser(self, first_payload: bytes) -> TlsRecordFinder | HttpHeadFinder:
+        # NOTE: the choice looks at the first payload seen, which is not the
+        # stream's first bytes when the segments came out of order; then the
+        # parser meets bytes it does not recognize and zeroes them.
+        is_tls_type = CHANGE_CIPHER_SPEC <= first_payload[0] <= HEARTBEAT
+        if self.keep_http_headers and not is_tls_type and looks_like_http(first_payload[:16]):
+            return HttpHeadFinder()
+        return TlsRecordFinder(keep_types=self.keep_types_)
+
+    def _count_stream(self, stream: DirectionStream) -> None:
+        counters = self.counters_
+        parser = stream.parser
+        if parser.verdict is StreamVerdict.GAP:
+            counters["gaps"] += 1
+            logger.debug(
+                "%s: bytes missing at stream offset %s, zeroed from there on",
+                format_flow(stream.key),
+                parser.trusted_until,
+            )
+        if isinstance(parser, HttpHeadFinder):
+            counters["non_tls_flows"] += 1
+            counters["http_flows"] += parser.messages > 0
+            counters["http_heads"] += parser.messages
+            return
+        if len(parser):
+            counters["tls_flows"] += 1
+            counters["tls_records"] += len(parser)
+            for type_name, count in parser.type_counts().items():
+                counters[f"tls_{type_name}_records"] += count
+        if parser.verdict is StreamVerdict.UNRECOGNIZED:
+            counters["non_tls_flows"] += 1
+
+    # -- final pass -----------------------------------------------------------
+
+    def process(self, packet: Packet) -> bytes:
+        """Return the packet with its payloads zeroed; raise UnparseablePacketError.
+
+        Raises CaptureError when the packet does not match the first pass.
+        """
+        if not self.scanned_:
+            raise RuntimeError("MaskPayloads.process was called before finish_scan")
+        dissection = self._dissect(packet)
+        self.counters_["packets"] += 1
+        data = packet.data
+
+        tcp_spans: list[tuple[int, int]] = []
+        if not dissection.is_ip:
+            other_spans = self._non_ip_spans(dissection, len(data))
+        else:
+            other_spans = self._trailer_spans(dissection, len(data))
+            transport = dissection.transport
+            if transport is not None and transport.protocol == IPPROTO_TCP:
+                tcp_spans = self._tcp_spans(packet, transport)
+            elif transport is not None:
+                other_spans += self._udp_spans(transport)
+            else:
+                other_spans += self._other_ip_spans(data, dissection.ip_headers)
+            if dissection.icmp_quotes:
+                self.counters_["icmp_quotes_zeroed"] += 1
+                other_spans += dissection.icmp_quotes
+        self.counters_["other_bytes_zeroed"] += sum(end - start for start, end in other_spans)
+
+        spans = tcp_spans + other_spans
+        if not spans:
+            return data
+        return zero_spans(data, spans, dissection.checksums)
+
+    def _tcp_spans(self, packet: Packet, transport: Transport) -> list[tuple[int, int]]:
+        """Return the TCP payload bytes to zero, in frame offsets; count them."""
+        start, end = transport.payload_offset, transport.payload_end
+        if end <= start:
+            return []
+        if end < transport.ip.total_end or transport.ip.more_fragments:
+            self.counters_["truncated_segments"] += 1
+        try:
+            stream, offset = self.streams_.locate(
+                _flow_key(transport),
+                transport.seq,
+                syn=bool(transport.flags & TCP_SYN),
+                payload_len=end - start,
+                create=False,
+            )
+        except LookupError as error:
+            raise CaptureError(
+                self.path_,
+                f"the final pass met a TCP stream the first pass did not see ({error})",
+                packet_number=packet.number,
+                hint="The capture changed while it was read; run again on a file nobody writes to",
+            ) from error
+
+        kept = stream.parser.kept.overlapping(offset, offset + end - start)
+        zeroed = []
+        position = start
+        for kept_start, kept_end in kept:
+            zeroed.append((position, start + kept_start - offset))
+            position = start + kept_end - offset
+        zeroed.append((position, end))
+        zeroed = [(a, b) for a, b in zeroed if a < b]
+
+        zeroed_bytes = sum(b - a for a, b in zeroed)
+        self.counters_["tcp_payload_bytes"] += end - start
+        self.counters_["bytes_zeroed"] += zeroed_bytes
+        self.counters_["bytes_kept"] += end - start - zeroed_bytes
+        return zeroed
+
+    def _udp_spans(self, transport: Transport) -> list[tuple[int, int]]:
+        start, end = transport.payload_offset, transport.payload_end
+        if end <= start:
+            return []
+        if transport.sport in self.udp_ports_ or transport.dport in self.udp_ports_:
+            self.counters_["udp_payloads_kept"] += 1
+            return []
+        self.counters_["udp_payloads_zeroed"] += 1
+        return [(start, end)]
+
+    def _other_ip_spans(self, data: bytes, ip_headers: list[IPHeader]) -> list[tuple[int, int]]:
+        """Zero the payload of an IP packet that carries no TCP or UDP header."""
+        if not ip_headers:
+            return []  # ARP: only its padding is zeroed, as a trailer
+        innermost = [ip for ip in ip_headers if not ip.quoted][-1]
+        start = innermost.offset + innermost.header_len
+        end = innermost.total_end
+        if end <= start:
+            return []
+        if innermost.fragment_offset == 0 and innermost.protocol in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+            if data[start] in ICMP_ECHO_TYPES[innermost.version] and start + ICMP_HEADER_LEN < end:
+                self.counters_["icmp_echo_payloads_zeroed"] += 1
+                return [(start + ICMP_HEADER_LEN, end)]
+            return []
+        if innermost.fragment_offset == 0 and innermost.protocol in _WALKED_PROTOCOLS:
+            # NOTE: a tunnel whose inner frame is not IP (an Ethernet frame
+            # with ARP or LLDP inside GRE or VXLAN) is left as it is.
+            return []
+        self.counters_["other_ip_payloads_zeroed"] += 1
+        return [(start, end)]
+
+    def _trailer_spans(self, dissection: Dissection, frame_len: int) -> list[tuple[int, int]]:
+        """Zero what follows the outermost IP packet or ARP message: padding, trailers, FCS."""
+        if dissection.ip_headers:
+            end = dissection.ip_headers[0].total_end
+        else:
+            end = dissection.arp_offset + 28
+        if end >= frame_len:
+            return []
+        self.counters_["trailers_zeroed"] += 1
+        return [(end, frame_len)]
+
+    def _non_ip_spans(self, dissection: Dissection, frame_len: int) -> list[tuple[int, int]]:
+        start = dissection.link_payload_offset
+        if self.keep_non_ip or start >= frame_len:
+            return []
+        self.counters_["non_ip_frames_zeroed"] += 1
+        return [(start, frame_len)]
+
+    def _dissect(self, packet: Packet) -> Dissection:
+        try:
+            return dissect(packet.data, packet.linktype)
+        except (MalformedPacket, UnsupportedLinktype) as error:
+            raise UnparseablePacketError(
+                self.path_,
+                f"cannot mask the payload: {error}",
+                packet_number=packet.number,
+                hint="Drop such packets with on_unparseable='drop' (--drop-unparseable)",
+            ) from error
+
+    # -- queries after the run ------------------------------------------------
+
+    def plan(self, flow: FlowKey, seq: int, length: int, *, syn: bool = False) -> PayloadPlan:
+        """Return what masking does to `length` payload bytes at `seq` in `flow`.
+
+        `flow` is (source address bytes, destination address bytes, sport,
+        dport). Raises LookupError for a flow or seq the scan did not see.
+        """
+        stream, offset = self.streams_.find(flow, seq, syn=syn)
+        parser = stream.parser
+        if parser is None:
+            return PayloadPlan(flow, offset, length, [], [], None, None)
+        kept = [(a - offset, b - offset) for a, b in parser.kept.overlapping(offset, offset + length)]
+        records = parser.records(offset, offset + length) if isinstance(parser, TlsRecordFinder) else []
+        return PayloadPlan(flow, offset, length, records, kept, parser.verdict, parser.trusted_until)
+
+    def plan_packet(self, packet: Packet) -> PayloadPlan | None:
+        """Return the `PayloadPlan` of a TCP packet of the last run, None for other packets."""
+        transport = self._dissect(packet).transport
+        if transport is None or transport.protocol != IPPROTO_TCP:
+            return None
+        length = transport.payload_end - transport.payload_offset
+        syn = bool(transport.flags & TCP_SYN)
+        return self.plan(_flow_key(transport), transport.seq, length, syn=syn)
+
+
+def _flow_key(transport: Transport) -> FlowKey:
+    return (transport.src, transport.dst, transport.sport, transport.dport)
+
+
+def zero_spans(data: bytes, spans: list[tuple[int, int]], checksums: list[ChecksumField]) -> bytes:
+    """Return `data` with the byte ranges `spans` zeroed and the checksums over them updated.
+
+    `checksums` are listed outer first; they are updated inner first, so an
+    outer checksum (a tunnel's UDP header) also accounts for the inner
+    checksum fields that changed. A UDP checksum of zero ("none") stays zero.
+    """
+    frame = bytearray(data)
+    for start, end in spans:
+        frame[start:end] = bytes(end - start)
+
+    changed = list(spans)
+    for checksum in reversed(checksums):
+        if checksum.offset + 2 > len(frame):
+            continue
+        if not any(start < checksum.end and checksum.start < end for start, end in changed):
+            continue
+        current = int.from_bytes(frame[checksum.offset : checksum.offset + 2], "big")
+        if current == 0 and checksum.zero_means_none:
+            continue
+        # RFC 1624 eqn. 3 in modular form: HC' = HC + (sum of old words) - (sum of new words).
+        delta = _word_sum(data, checksum.start, checksum.end) - _word_sum(frame, checksum.start, checksum.end)
+        if delta % 0xFFFF == 0:
+            continue
+        updated = (current + delta) % 0xFFFF
+        if updated == 0 and checksum.zero_means_none:
+            updated = 0xFFFF
+        frame[checksum.offset : checksum.offset + 2] = updated.to_bytes(2, "big")
+        changed.append((checksum.offset, checksum.offset + 2))
+    return bytes(frame)
+
+
+def _word_sum(data: bytes | bytearray, start: int, end: int) -> int:
+    """Return the sum of the 16-bit words of data[start:end], modulo 0xFFFF.
+
+    Words are aligned on `start`. Since 2**16 = 1 (mod 0xFFFF), the
+    big-endian value of the bytes reduces to the sum of its words taken from
+    the right end, so an odd length is padded with one zero byte on the right.
+    """
+    value = int.from_bytes(memoryview(data)[start:end], "big")
+    if (end - start) % 2:
+        value <<= 8
+    return value % 0xFFFF
