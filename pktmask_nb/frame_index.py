@@ -9,12 +9,11 @@ notebook asks for per-packet views.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from array import array
-from pathlib import Path
 
 import numpy as np
+
+from pktmask_nb.resources import ResourceOwner
 
 logger = logging.getLogger(__name__)
 
@@ -22,12 +21,12 @@ CHUNK = 65_536
 
 
 class FrameIndexWriter:
-    """Append-only uint32 index kept in a temp file."""
+    """Append-only uint32 index kept in a temp file of `owner`, removed when the owner closes."""
 
-    def __init__(self) -> None:
-        handle, name = tempfile.mkstemp(prefix="pktmask_nb-index-", suffix=".u32")
-        self.path = Path(name)
-        self._file = os.fdopen(handle, "wb")
+    def __init__(self, owner: ResourceOwner) -> None:
+        self.path = owner.temp_path(".u32", prefix="index-")
+        self._file = open(self.path, "wb")
+        owner.add_cleanup("frame index file", self._file.close)
         self._chunk = array("I")
         self.count = 0
 
@@ -42,19 +41,10 @@ class FrameIndexWriter:
         self._chunk = array("I")
 
     def close(self) -> None:
-        """Flush the index; the file stays until `discard()`."""
+        """Flush the index; the file stays until its owner closes."""
         if not self._file.closed:
             self._flush()
             self._file.close()
-
-    def discard(self) -> None:
-        """Close and remove the index file. Idempotent."""
-        if not self._file.closed:
-            self._file.close()
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
 
     def read(self) -> np.ndarray:
         """The whole index as a read-only memory map (numbers for input frames 1..N)."""

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from pktmask_nb.resources import ResourceOwner
+
 logger = logging.getLogger(__name__)
 
 WRITE_BUFFER = 1 << 20
@@ -26,25 +28,27 @@ def partial_path(final: Path) -> Path:
 
 
 @contextmanager
-def atomic_output(final: str | os.PathLike[str]) -> Iterator[tuple[BinaryIO, Path]]:
+def atomic_output(final: str | os.PathLike[str], owner: ResourceOwner) -> Iterator[BinaryIO]:
     """Open a partial file beside `final`; rename it to `final` if the block succeeds.
 
-    Yields (file object, partial path). If the block raises, or the rename
-    fails, the partial file is removed and the exception propagates.
+    The partial file is registered with `owner` while it exists, so a crash
+    that skips the cleanup below still gets it removed (by the owner's
+    finalizer, or by the sweep of a later import after a hard kill). If the
+    block raises, or the rename fails, the partial file is removed and the
+    exception propagates.
     """
     final = Path(final)
-    partial = partial_path(final)
+    partial = owner.adopt(partial_path(final))
     fileobj = open(partial, "xb", buffering=WRITE_BUFFER)
     try:
-        yield fileobj, partial
+        yield fileobj
         fileobj.close()
         os.replace(partial, final)
     except BaseException:
         fileobj.close()
         try:
-            partial.unlink()
-        except FileNotFoundError:
-            pass
+            owner.release(partial)
         except OSError as error:
             logger.warning("could not remove the partial output %s: %s", partial, error)
         raise
+    owner.forget(partial)

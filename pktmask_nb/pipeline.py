@@ -17,11 +17,13 @@ from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
-from pktmask_nb.capture import Reader, open_reader, open_writer
+from pktmask_nb.capture import open_reader, open_writer
 from pktmask_nb.errors import CaptureError, UnparseablePacketError
 from pktmask_nb.frame_index import FrameIndexWriter
+from pktmask_nb.memory import MemoryMonitor
 from pktmask_nb.output import atomic_output
 from pktmask_nb.packet import Packet
+from pktmask_nb.resources import ResourceOwner
 from pktmask_nb.result import RunResult, StageRun
 from pktmask_nb.stages.base import Stage
 
@@ -40,6 +42,9 @@ class Pipeline:
     private bytes past the stage), "drop" leaves it out of the output and
     counts it. `keep_comments` keeps pcapng comments and free-text options,
     which are dropped by default. `progress` shows a tqdm bar per pass.
+    `monitor_memory` samples the process's memory during the run into
+    `result.memory`: True for a default `MemoryMonitor`, a `MemoryMonitor` to
+    set its interval, limit and pressure callbacks, or False for none.
     """
 
     def __init__(
@@ -49,11 +54,13 @@ class Pipeline:
         on_unparseable: Literal["error", "drop"] = "error",
         keep_comments: bool = False,
         progress: bool = True,
+        monitor_memory: bool | MemoryMonitor = True,
     ) -> None:
         self.stages = stages
         self.on_unparseable = on_unparseable
         self.keep_comments = keep_comments
         self.progress = progress
+        self.monitor_memory = monitor_memory
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor arguments as given, by name."""
@@ -62,17 +69,22 @@ class Pipeline:
             "on_unparseable": self.on_unparseable,
             "keep_comments": self.keep_comments,
             "progress": self.progress,
+            "monitor_memory": self.monitor_memory,
         }
 
     def __repr__(self) -> str:
         stages = ", ".join(repr(stage) for stage in self.stages)
-        options = []
-        if self.on_unparseable != "error":
-            options.append(f"on_unparseable={self.on_unparseable!r}")
-        if self.keep_comments:
-            options.append("keep_comments=True")
-        if not self.progress:
-            options.append("progress=False")
+        defaults = {
+            "on_unparseable": "error",
+            "keep_comments": False,
+            "progress": True,
+            "monitor_memory": True,
+        }
+        options = [
+            f"{name}={value!r}"
+            for name, value in self.get_params().items()
+            if name != "stages" and value is not defaults[name] and value != defaults[name]
+        ]
         return f"Pipeline([{stages}]{''.join(', ' + o for o in options)})"
 
     def _repr_html_(self) -> str:
@@ -83,68 +95,80 @@ class Pipeline:
     def _validate(self) -> None:
         if self.on_unparseable not in UNPARSEABLE_CHOICES:
             raise ValueError(
-                f"Pipeline: on_unparseable must be one of {UNPARSEABLE_CHOICES}, "
-                f"not {self.on_unparseable!r}"
+                f"Pipeline: on_unparseable must be one of {UNPARSEABLE_CHOICES}, not {self.on_unparseable!r}"
             )
         for stage in self.stages:
             if not isinstance(stage, Stage):
                 raise TypeError(f"Pipeline: {stage!r} is not a Stage")
         if len({id(stage) for stage in self.stages}) != len(self.stages):
-            raise ValueError(
-                "Pipeline: the same stage object appears twice; give each step its own"
-            )
+            raise ValueError("Pipeline: the same stage object appears twice; give each step its own")
 
-    def run(
-        self, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str]
-    ) -> RunResult:
+    def run(self, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str]) -> RunResult:
         """Sanitize `input_path` into `output_path` and return what each stage did.
 
         The output appears only when complete; on any error no output file
         is left and the input is never modified. Raises CaptureError (or its
-        subclass UnparseablePacketError) naming the file and packet.
+        subclass UnparseablePacketError) naming the file and packet, and
+        ValueError for invalid stage options.
         """
         self._validate()
         source = Path(input_path)
         target = Path(output_path)
         _check_paths(source, target)
-        started = time.perf_counter()
         logger.info("sanitizing %s into %s with %s", source, target, self)
 
+        owner = ResourceOwner(f"RunResult {source.name}")
+        monitor = self._memory_monitor()
+        started = time.perf_counter()
+        try:
+            if monitor is None:
+                run = self._run_passes(source, target, owner, None)
+            else:
+                run = monitor.run(self._run_passes, source, target, owner, monitor)
+        except BaseException:
+            owner.close()
+            raise
+        elapsed = time.perf_counter() - started
+
+        logger.info("%s: %d packets in, %d out, in %.2f s", source, run.packets_in, run.packets_out, elapsed)
+        return RunResult(
+            input_path=source,
+            output_path=target,
+            capture_format=run.capture_format,
+            stage_runs=run.stage_runs,
+            packets_in=run.packets_in,
+            packets_out=run.packets_out,
+            seconds=elapsed,
+            skipped_blocks=run.skipped_blocks,
+            frame_index=run.frame_index,
+            resources=owner,
+            memory=monitor,
+        )
+
+    def _memory_monitor(self) -> MemoryMonitor | None:
+        if isinstance(self.monitor_memory, MemoryMonitor):
+            return self.monitor_memory
+        return MemoryMonitor() if self.monitor_memory else None
+
+    def _run_passes(
+        self, source: Path, target: Path, owner: ResourceOwner, monitor: MemoryMonitor | None
+    ) -> _FinalPass:
         for stage in self.stages:
             stage.reset(os.fspath(source))
         for position, stage in enumerate(self.stages):
             if stage.needs_first_pass:
+                if monitor is not None:
+                    monitor.mark(stage=stage.name, pass_name="scan")
                 self._scan_pass(source, position)
 
-        index = FrameIndexWriter()
-        try:
-            runs, totals, reader = self._final_pass(source, target, index)
-        except BaseException:
-            index.discard()
-            raise
-        index.close()
-        elapsed = time.perf_counter() - started
-        logger.info(
-            "%s: %d packets in, %d out, in %.2f s",
-            source,
-            totals["packets_in"],
-            totals["packets_out"],
-            elapsed,
-        )
-        return RunResult(
-            input_path=source,
-            output_path=target,
-            capture_format=reader.format,
-            stage_runs=runs,
-            packets_in=totals["packets_in"],
-            packets_out=totals["packets_out"],
-            seconds=elapsed,
-            skipped_blocks=dict(getattr(reader, "skipped_blocks", {})),
-            frame_index=index,
-        )
+        if monitor is not None:
+            monitor.mark(stage="+".join(s.name for s in self.stages) or "copy", pass_name="process")
+        final = _FinalPass(self, FrameIndexWriter(owner))
+        final.run(source, target, owner)
+        return final
 
     def _scan_pass(self, source: Path, position: int) -> None:
-        """Let stage `position` scan every packet as transformed by replicas of the stages before it."""
+        """Let stage `position` scan every packet as replicas of the stages before it leave it."""
         scanner = self.stages[position]
         before = [stage.replica() for stage in self.stages[:position]]
         for stage in before:
@@ -156,8 +180,8 @@ class Pipeline:
                     if _transform(before, packet, drop_unparseable=True) is not None:
                         self._scan_one(scanner, packet)
                     if packet.number % PROGRESS_EVERY == 0:
-                        bar.update(reader_position(reader) - bar.n)
-                bar.update(reader_position(reader) - bar.n)
+                        bar.update(reader.tell() - bar.n)
+                bar.update(reader.tell() - bar.n)
         finally:
             reader.close()
         scanner.finish_scan()
@@ -170,60 +194,6 @@ class Pipeline:
             if self.on_unparseable != "drop":
                 raise
 
-    def _final_pass(
-        self, source: Path, target: Path, index: FrameIndexWriter
-    ) -> tuple[list[StageRun], dict[str, int], Reader]:
-        stages = list(self.stages)
-        seconds = [0.0] * len(stages)
-        packets_in = [0] * len(stages)
-        unparseable = [0] * len(stages)
-        totals = {"packets_in": 0, "packets_out": 0}
-        drop = self.on_unparseable == "drop"
-        clock = time.perf_counter
-
-        reader = open_reader(source)
-        try:
-            with (
-                atomic_output(target) as (fileobj, _partial),
-                self._progress(source, "write") as bar,
-            ):
-                writer = open_writer(fileobj, reader, keep_comments=self.keep_comments)
-                for packet in reader:
-                    totals["packets_in"] += 1
-                    data: bytes | None = packet.data
-                    for i, stage in enumerate(stages):
-                        packets_in[i] += 1
-                        begin = clock()
-                        try:
-                            data = stage.process(packet)
-                        except UnparseablePacketError:
-                            if not drop:
-                                raise
-                            unparseable[i] += 1
-                            data = None
-                        seconds[i] += clock() - begin
-                        if data is None:
-                            break
-                        packet.data = data
-                    if data is None:
-                        index.add(0)
-                    else:
-                        writer.write(packet, data)
-                        totals["packets_out"] += 1
-                        index.add(totals["packets_out"])
-                    if packet.number % PROGRESS_EVERY == 0:
-                        bar.update(reader_position(reader) - bar.n)
-                writer.close()
-                bar.update(reader_position(reader) - bar.n)
-        finally:
-            reader.close()
-
-        runs = []
-        for i, stage in enumerate(stages):
-            packets_out = packets_in[i + 1] if i + 1 < len(stages) else totals["packets_out"]
-            runs.append(StageRun(stage, packets_in[i], packets_out, unparseable[i], seconds[i]))
-        return runs, totals, reader
-
     def _progress(self, source: Path, what: str) -> tqdm:
         return tqdm(
             total=source.stat().st_size,
@@ -233,6 +203,75 @@ class Pipeline:
             disable=not self.progress,
             leave=False,
         )
+
+
+class _FinalPass:
+    """The pass that runs every stage's `process` and writes the output, with its counts."""
+
+    def __init__(self, pipeline: Pipeline, frame_index: FrameIndexWriter) -> None:
+        self.pipeline = pipeline
+        self.stages = list(pipeline.stages)
+        self.frame_index = frame_index
+        self.stage_in = [0] * len(self.stages)
+        self.unparseable = [0] * len(self.stages)
+        self.seconds = [0.0] * len(self.stages)
+        self.packets_in = 0
+        self.packets_out = 0
+        self.capture_format = ""
+        self.skipped_blocks: dict[str, int] = {}
+
+    def run(self, source: Path, target: Path, owner: ResourceOwner) -> None:
+        pipeline = self.pipeline
+        reader = open_reader(source)
+        self.capture_format = reader.format
+        try:
+            with atomic_output(target, owner) as fileobj, pipeline._progress(source, "write") as bar:
+                writer = open_writer(fileobj, reader, keep_comments=pipeline.keep_comments)
+                for packet in reader:
+                    data = self._process(packet)
+                    if data is None:
+                        self.frame_index.add(0)
+                    else:
+                        writer.write(packet, data)
+                        self.packets_out += 1
+                        self.frame_index.add(self.packets_out)
+                    if packet.number % PROGRESS_EVERY == 0:
+                        bar.update(reader.tell() - bar.n)
+                writer.close()
+                bar.update(reader.tell() - bar.n)
+        finally:
+            reader.close()
+        self.frame_index.close()
+        self.skipped_blocks = dict(getattr(reader, "skipped_blocks", {}))
+
+    def _process(self, packet: Packet) -> bytes | None:
+        """Run one packet through every stage; None when a stage drops it."""
+        self.packets_in += 1
+        drop_unparseable = self.pipeline.on_unparseable == "drop"
+        clock = time.perf_counter
+        for i, stage in enumerate(self.stages):
+            self.stage_in[i] += 1
+            begin = clock()
+            try:
+                data = stage.process(packet)
+            except UnparseablePacketError:
+                if not drop_unparseable:
+                    raise
+                self.unparseable[i] += 1
+                data = None
+            self.seconds[i] += clock() - begin
+            if data is None:
+                return None
+            packet.data = data
+        return packet.data
+
+    @property
+    def stage_runs(self) -> list[StageRun]:
+        runs = []
+        for i, stage in enumerate(self.stages):
+            packets_out = self.stage_in[i + 1] if i + 1 < len(self.stages) else self.packets_out
+            runs.append(StageRun(stage, self.stage_in[i], packets_out, self.unparseable[i], self.seconds[i]))
+        return runs
 
 
 def _transform(stages: list[Stage], packet: Packet, *, drop_unparseable: bool) -> bytes | None:
@@ -251,11 +290,6 @@ def _transform(stages: list[Stage], packet: Packet, *, drop_unparseable: bool) -
     return data
 
 
-def reader_position(reader: Reader) -> int:
-    """Bytes of the input consumed so far."""
-    return reader.tell()
-
-
 def _check_paths(source: Path, target: Path) -> None:
     if not source.is_file():
         problem = "the input is a folder, not a file" if source.is_dir() else "input file not found"
@@ -269,6 +303,4 @@ def _check_paths(source: Path, target: Path) -> None:
             hint="Write the sanitized capture to a new file; the input is never modified",
         )
     if not target.parent.is_dir():
-        raise CaptureError(
-            target, "the output folder does not exist", hint=f"Create {target.parent} first"
-        )
+        raise CaptureError(target, "the output folder does not exist", hint=f"Create {target.parent} first")

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from pktmask_nb.frame_index import FrameIndexWriter
+from pktmask_nb.memory import MemoryMonitor
+from pktmask_nb.resources import CleanupReport, ResourceOwner
 from pktmask_nb.stages.base import Stage
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ class RunResult:
         seconds: float,
         skipped_blocks: dict[str, int],
         frame_index: FrameIndexWriter,
+        resources: ResourceOwner,
+        memory: MemoryMonitor | None = None,
     ) -> None:
         self.input_path = input_path
         self.output_path = output_path
@@ -62,6 +66,8 @@ class RunResult:
         self.seconds = seconds
         self.skipped_blocks = skipped_blocks
         self._frame_index = frame_index
+        self._resources = resources
+        self._memory = memory
 
     @property
     def stages(self) -> list[Stage]:
@@ -103,9 +109,29 @@ class RunResult:
         """Output frame number of each input frame (index 0 is input frame 1); 0 means dropped."""
         return self._frame_index.read()
 
-    def close(self) -> None:
-        """Remove the temp frame index. Idempotent."""
-        self._frame_index.discard()
+    @property
+    def memory(self) -> pd.DataFrame:
+        """Memory samples of the run: seconds, mib (above the start), rss_mib, stage, pass.
+
+        Empty when the pipeline ran with `monitor_memory=False`.
+        """
+        if self._memory is None:
+            return pd.DataFrame(columns=["seconds", "mib", "rss_mib", "stage", "pass"])
+        return self._memory.frame()
+
+    @property
+    def peak_mib(self) -> float | None:
+        """Highest memory use above the start of the run, in MiB (None without monitoring)."""
+        return None if self._memory is None else self._memory.peak_mib_
+
+    def close(self) -> CleanupReport:
+        """Remove the run's temp files and return what could not be removed. Idempotent.
+
+        An unclosed result is cleaned up when garbage-collected (with a
+        ResourceWarning) or at exit. In a notebook, the output cache keeps a
+        displayed result alive: call `close()` or `%xdel result`.
+        """
+        return self._resources.close()
 
     def __enter__(self) -> RunResult:
         return self

@@ -37,3 +37,12 @@ def tshark_fields(path: Path, fields: list[str], *extra: str) -> list[list[str]]
         command += ["-e", field]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return [line.split("\t") for line in output.splitlines()]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_temp_dirs():
+    """After the whole session, no temp folder of this package may remain but this process's own."""
+    yield
+    from pktmask_nb.resources import leftover_temp_dirs
+
+    assert leftover_temp_dirs() == []

@@ -118,3 +118,37 @@ def test_same_stage_twice_rejected(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="appears twice"):
         Pipeline([stage, stage], progress=False).run(source, tmp_path / "o.pcap")
+
+
+def test_memory_samples_marked_by_pass(corpus_dir: Path, tmp_path: Path) -> None:
+    recorder = RecordingStage()
+    pipeline = Pipeline([Deduplicate(), recorder], progress=False)
+
+    result = pipeline.run(corpus_dir / "zeek_echo-connections.pcap", tmp_path / "o.pcap")
+    memory = result.memory
+
+    assert len(memory) > 3
+    assert list(memory.columns[:2]) == ["seconds", "mib"]
+    assert {("recording", "scan"), ("dedup+recording", "process")} <= set(
+        zip(memory["stage"], memory["pass"], strict=True)
+    )
+    assert memory["seconds"].is_monotonic_increasing
+    assert result.peak_mib is not None
+    result.close()
+
+
+def test_close_removes_run_temp_files(corpus_dir: Path, tmp_path: Path) -> None:
+    from pktmask_nb import held_resources
+
+    result = Pipeline([], progress=False, monitor_memory=False).run(
+        corpus_dir / "zeek_ssh-dups.pcap", tmp_path / "o.pcap"
+    )
+    held = held_resources()
+    index_files = [Path(p) for p in held["path"] if p is not None and str(p).endswith(".u32")]
+    assert index_files and all(p.exists() for p in index_files)
+
+    report = result.close()
+
+    assert report.ok
+    assert not any(p.exists() for p in index_files)
+    assert result.close().ok, "close is idempotent"
