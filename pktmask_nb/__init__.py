@@ -15,6 +15,7 @@ from pktmask_nb.resources import ResourceOwner, held_resources, sweep_stale
 from pktmask_nb.result import RunResult
 from pktmask_nb.stages.base import Stage
 from pktmask_nb.stages.dedup import Deduplicate
+from pktmask_nb.stages.mask import MaskPayloads
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -26,6 +27,7 @@ __all__ = [
     "CaptureError",
     "Deduplicate",
     "Interface",
+    "MaskPayloads",
     "MemoryMonitor",
     "Packet",
     "Pipeline",

@@ -158,9 +158,12 @@ def _print_summary(result) -> None:  # noqa: ANN001 - RunResult
         f"{result.input_path} -> {result.output_path}: {result.packets_in} packets in, "
         f"{result.packets_out} out ({result.seconds:.2f} s)"
     )
-    stats = result.stats
-    if not stats.empty:
-        print(stats.T.to_string())
+    table = result.stats.T
+    if not table.empty:
+        # Counters that are zero for every stage only lengthen the table.
+        always = {"packets_in", "packets_out"}
+        shown = [row for row in table.index if row in always or (table.loc[row].fillna(0) != 0).any()]
+        print(table.loc[shown].to_string())
     if result.skipped_blocks:
         skipped = ", ".join(f"{count} {name}" for name, count in result.skipped_blocks.items())
         print(f"pcapng blocks not copied (they can hold private data): {skipped}")

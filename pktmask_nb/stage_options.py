@@ -6,8 +6,9 @@ import argparse
 
 from pktmask_nb.stages.base import Stage
 from pktmask_nb.stages.dedup import Deduplicate
+from pktmask_nb.stages.mask import MaskPayloads
 
-STAGE_NAMES = ("dedup",)
+STAGE_NAMES = ("dedup", "mask")
 
 
 def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +29,53 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
         "--span-duplicates",
         action="store_true",
         help="also drop copies that differ only in VLAN tags, IPv4 TTL/checksum or IPv6 hop limit",
+    )
+    _add_mask_arguments(parser)
+
+
+def _add_mask_arguments(parser: argparse.ArgumentParser) -> None:
+    mask = parser.add_argument_group("mask stage")
+    for kind in ("handshake", "alert", "change-cipher-spec", "heartbeat"):
+        mask.add_argument(
+            f"--zero-tls-{kind}",
+            action="store_true",
+            help=f"zero the body of TLS {kind.replace('-', '_')} records too (kept by default)",
+        )
+    mask.add_argument(
+        "--keep-http-headers",
+        action="store_true",
+        help="keep HTTP/1.x start lines and headers; bodies are still zeroed",
+    )
+    mask.add_argument(
+        "--keep-dns",
+        action="store_true",
+        help="keep DNS payloads on UDP port 53 (names inside are not anonymized)",
+    )
+    mask.add_argument(
+        "--keep-udp-port",
+        type=int,
+        action="append",
+        default=[],
+        metavar="PORT",
+        help="keep UDP payloads to or from PORT (repeat for several ports)",
+    )
+    mask.add_argument(
+        "--keep-non-ip",
+        action="store_true",
+        help="keep frames that carry neither IP nor ARP (CDP, LLDP, STP...) unchanged; zeroed by default",
+    )
+
+
+def _mask_stage(args: argparse.Namespace) -> MaskPayloads:
+    return MaskPayloads(
+        keep_handshake=not args.zero_tls_handshake,
+        keep_alert=not args.zero_tls_alert,
+        keep_change_cipher_spec=not args.zero_tls_change_cipher_spec,
+        keep_heartbeat=not args.zero_tls_heartbeat,
+        keep_http_headers=args.keep_http_headers,
+        keep_dns=args.keep_dns,
+        keep_udp_ports=tuple(args.keep_udp_port),
+        keep_non_ip=args.keep_non_ip,
     )
 
 
@@ -51,6 +99,8 @@ def build_stages(names: list[str], args: argparse.Namespace) -> list[Stage]:
                     ignore_span_differences=args.span_duplicates,
                 )
             )
+        elif name == "mask":
+            stages.append(_mask_stage(args))
     return stages
 
 
