@@ -80,6 +80,8 @@ UDP_PORT_L2TP = 1701
 ICMP_ERROR_TYPES = frozenset((3, 4, 5, 11, 12))
 ICMPV6_ERROR_TYPES = frozenset((1, 2, 3, 4))
 
+# version/IHL, total length, flags/fragment offset, protocol
+_IPV4_FIELDS = struct.Struct("!BxHxxHxB")
 _TCP_PORTS_SEQ = struct.Struct("!HHI")
 _UDP_PORTS = struct.Struct("!HH")
 
@@ -204,13 +206,12 @@ class _Walker:
             raise MalformedPacket(
                 f"IPv4 header cut short at offset {offset}: {max(end - offset, 0)} of 20 bytes"
             )
-        version_ihl = data[offset]
+        version_ihl, total_len, flags_fragment, protocol = _IPV4_FIELDS.unpack_from(data, offset)
         if version_ihl >> 4 != 4:
             raise MalformedPacket(f"IPv4 header at offset {offset} has version {version_ihl >> 4}")
         header_len = (version_ihl & 0x0F) * 4
         if header_len < 20:
             raise MalformedPacket(f"IPv4 header at offset {offset} has invalid IHL {header_len // 4}")
-        total_len = int.from_bytes(data[offset + 2 : offset + 4])
         if total_len == 0 and not self.quoted:
             # NOTE: TCP segmentation offload leaves a zero total length in frames captured on the
             # sending host. The frame then ends the packet, as Wireshark assumes.
@@ -218,12 +219,11 @@ class _Walker:
         if total_len < header_len:
             raise MalformedPacket(f"IPv4 header at offset {offset} has total length {total_len} < IHL*4")
 
-        flags_fragment = int.from_bytes(data[offset + 6 : offset + 8])
         ip = IPHeader(
             offset,
             4,
             header_len,
-            data[offset + 9],
+            protocol,
             min(offset + total_len, end),
             self.quoted,
             (flags_fragment & 0x1FFF) * 8,
@@ -319,6 +319,9 @@ class _Walker:
     def tcp(self, ip: IPHeader, offset: int, end: int) -> None:
         data = self.data
         if self.quoted:
+            # A quote may hold the whole segment, whose checksum then still verifies.
+            if offset + 18 <= end:
+                self.result.checksums.append(ChecksumField(offset + 16, offset, end, ip, False))
             self.end_quoted_header(offset, end)
             return
         if offset + 14 > end:

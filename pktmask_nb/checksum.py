@@ -1,0 +1,66 @@
+"""The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+
+A stage that rewrites a few bytes under a checksum adjusts the checksum
+instead of recomputing it: with HC the old checksum, m the old and m' the
+new 16-bit words, RFC 1624 equation 3 gives HC' = ~(~HC + ~m + m'). The
+update only needs the changed bytes, so it works on frames cut short by the
+snaplen, and it keeps a wrong checksum wrong by the same amount.
+"""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def fold(value: int) -> int:
+    """Fold a non-negative sum into 16 bits with end-around carry (ones' complement addition)."""
+    while value > 0xFFFF:
+        value = (value & 0xFFFF) + (value >> 16)
+    return value
+
+
+def ones_complement_sum(data: bytes, *, odd: bool = False) -> int:
+    """Return the 16-bit ones' complement sum of `data` taken as big-endian words.
+
+    Set `odd` when `data` starts at an odd offset from the start of the
+    checksummed bytes: its first byte is then the low byte of a word. An odd
+    length is padded with a zero byte, as RFC 1071 pads the last word.
+    """
+    if odd:
+        data = b"\x00" + data
+    if len(data) % 2:
+        data = data + b"\x00"
+
+    # 2**16 is 1 modulo 0xFFFF, so the words' sum and the whole number agree modulo 0xFFFF.
+    # Ones' complement addition gives 0 only when every word is 0, and 0xFFFF otherwise.
+    value = int.from_bytes(data)
+    total = value % 0xFFFF
+    if total == 0 and value:
+        return 0xFFFF
+    return total
+
+
+def internet_checksum(data: bytes) -> int:
+    """Return the RFC 1071 checksum of `data` (its checksum field set to zero)."""
+    return ~ones_complement_sum(data) & 0xFFFF
+
+
+def replacement_delta(old: bytes, new: bytes, *, odd: bool = False) -> int:
+    """Return ~m + m' of RFC 1624 for replacing `old` by `new` (same length).
+
+    Deltas of several replacements under one checksum add up (any
+    non-negative int); `adjust_checksum` folds the total.
+    """
+    return (~ones_complement_sum(old, odd=odd) & 0xFFFF) + ones_complement_sum(new, odd=odd)
+
+
+def swap_bytes(value: int) -> int:
+    """Swap the bytes of a 16-bit value: moves a sum between even and odd word alignment (RFC 1071)."""
+    return ((value & 0xFF) << 8) | (value >> 8)
+
+
+def adjust_checksum(checksum: int, delta: int) -> int:
+    """Return HC' = ~(~HC + delta) for a 16-bit checksum and a sum of replacement deltas."""
+    return ~fold((~checksum & 0xFFFF) + delta) & 0xFFFF
