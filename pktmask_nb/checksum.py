@@ -4,7 +4,10 @@ A stage that rewrites a few bytes under a checksum adjusts the checksum
 instead of recomputing it: with HC the old checksum, m the old and m' the
 new 16-bit words, RFC 1624 equation 3 gives HC' = ~(~HC + ~m + m'). The
 update only needs the changed bytes, so it works on frames cut short by the
-snaplen, and it keeps a wrong checksum wrong by the same amount.
+snaplen, and it keeps a wrong checksum wrong by the same amount. It is exact
+unless every covered byte besides the checksum becomes zero (equation 3 then
+gives 0x0000 where 0xFFFF verifies), which no IP, TCP, UDP or ICMP error
+header allows.
 """
 
 from __future__ import annotations
@@ -62,5 +65,11 @@ def swap_bytes(value: int) -> int:
 
 
 def adjust_checksum(checksum: int, delta: int) -> int:
-    """Return HC' = ~(~HC + delta) for a 16-bit checksum and a sum of replacement deltas."""
+    """Return HC' = ~(~HC + delta) for a 16-bit checksum and a sum of replacement deltas.
+
+    A delta of zero modulo 0xFFFF (the covered sum is unchanged) returns the
+    checksum as it is, so that 0x0000 and 0xFFFF never swap for no reason.
+    """
+    if delta % 0xFFFF == 0:
+        return checksum
     return ~fold((~checksum & 0xFFFF) + delta) & 0xFFFF
