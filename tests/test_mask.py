@@ -355,3 +355,57 @@ def test_one_stage_object_on_several_files_matches_fresh_objects(corpus_dir, tmp
 
         assert (tmp_path / "reused.pcap").read_bytes() == (tmp_path / "fresh.pcap").read_bytes()
         assert reused.stats() == fresh.stats()
+
+
+def test_reused_port_pair_starts_a_new_stream_at_its_syn():
+    tls = record(22, 30) + record(23, 20)
+    plain = b"USER secret\r\nPASS hunter2\r\n" + bytes(23)
+    second_isn = 7_000_000
+    frames = handshake_frames() + [client_segment(tls, 0, len(tls))]
+    frames += handshake_frames(isn=second_isn) + [client_segment(plain, 0, len(plain), isn=second_isn)]
+
+    stage, out = mask(frames)
+
+    assert payload_of(out[2]) == tls[:40] + bytes(20)
+    assert payload_of(out[5]) == bytes(len(plain))
+    assert stage.stats()["non_tls_flows"] == 1
+
+
+def test_fast_path_equals_dissect_on_the_corpus(corpus_dir):
+    from pktmask_nb.dissect import dissect
+    from pktmask_nb.stages.mask import TcpSegment, plain_tcp_segment
+
+    checked = 0
+    for path in sorted(corpus_dir.glob("*.pcap*")):
+        reader = open_reader(path)
+        try:
+            for packet in reader:
+                segment = plain_tcp_segment(packet.data, packet.linktype)
+                if segment is None:
+                    continue
+                transport = dissect(packet.data, packet.linktype).transport
+                assert segment == TcpSegment.from_transport(transport), (path.name, packet.number)
+                checked += 1
+        finally:
+            reader.close()
+    assert checked > 100_000
+
+
+def test_scan_memory_grows_with_records_not_payload():
+    import tracemalloc
+
+    stream = b"".join(record(23, 1395) for _ in range(400))
+    frames = handshake_frames() + [client_segment(stream, i, i + 1400) for i in range(0, len(stream), 1400)]
+    packets = [Packet(i, data, len(data), 0, ETHERNET) for i, data in enumerate(frames, 1)]
+    stage = MaskPayloads()
+    stage.reset("test.pcap")
+
+    tracemalloc.start()
+    for packet in packets:
+        stage.scan(packet)
+    stage.finish_scan()
+    retained, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    assert stage.stats()["tls_records"] == 400
+    assert retained < 64 * 1024 < len(stream) // 8

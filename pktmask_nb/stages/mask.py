@@ -5,10 +5,10 @@ sequence space and finds its TLS record boundaries (`pktmask_nb.tls`), or,
 on request, its HTTP/1.x message heads (`pktmask_nb.http`). It stores no
 payload: only record positions, and out-of-order segments until the bytes
 before them arrive. The final pass (`process`) zeroes every TCP payload byte
-outside the kept ranges, plus UDP payloads, bytes quoted in ICMP errors,
-ICMP echo data, the payload of other IP protocols, the bytes after the IP
-packet (Ethernet padding, trailers) and non-IP frames. Lengths, sequence
-numbers and headers stay as they were; the checksums that cover zeroed
+outside the kept ranges. It also zeroes UDP payloads, bytes quoted in ICMP
+errors, ICMP echo data, the payload of other IP protocols, the bytes after
+the IP packet (Ethernet padding, trailers) and non-IP frames. Lengths, sequence
+numbers and headers stay as they were. The checksums that cover zeroed
 bytes are updated incrementally (RFC 1624), so a correct checksum stays
 correct and a wrong one stays wrong by the same amount.
 """
@@ -16,8 +16,10 @@ correct and a wrong one stays wrong by the same amount.
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pktmask_nb.dissect import (
     ChecksumField,
@@ -30,7 +32,7 @@ from pktmask_nb.dissect import (
 )
 from pktmask_nb.errors import CaptureError, UnparseablePacketError
 from pktmask_nb.http import HttpHeadFinder, looks_like_http
-from pktmask_nb.packet import Packet
+from pktmask_nb.packet import LINKTYPE_ETHERNET, Packet
 from pktmask_nb.seqspace import (
     DirectionStream,
     FlowKey,
@@ -62,14 +64,18 @@ ICMP_ECHO_TYPES = {4: frozenset((0, 8)), 6: frozenset((128, 129))}
 ICMP_HEADER_LEN = 8
 DNS_PORT = 53
 TCP_SYN = 0x02
+ARP_IPV4_LEN = 28
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
 
 
 @dataclass(frozen=True, slots=True)
 class PayloadPlan:
-    """What masking does to the TCP payload of one segment.
+    """The masking decision for the TCP payload of one segment.
 
     `kept` lists the [start, end) byte ranges of the payload that stay, in
-    payload coordinates (0 is the first payload byte); all other payload
+    payload coordinates where 0 is the first payload byte. All other payload
     bytes are zeroed. `records` are the TLS records that overlap the
     segment, in stream offsets like `stream_offset`. `verdict` and
     `trusted_until` (a stream offset, or None) say where the direction's
@@ -89,7 +95,7 @@ class MaskPayloads(Stage):
     """Zero payload bytes, keeping TLS record headers and (by default) TLS handshakes.
 
     TLS is recognized on any port, SSL 3.0 to TLS 1.3. Every record keeps
-    its 5-byte header; records of the content types selected by
+    its 5-byte header. Records of the content types selected by
     `keep_handshake`, `keep_alert`, `keep_change_cipher_spec` and
     `keep_heartbeat` are kept whole, and application data bodies are zeroed.
     Everything not recognized is zeroed (fail closed): a direction whose
@@ -181,16 +187,18 @@ class MaskPayloads(Stage):
 
     def scan(self, packet: Packet) -> None:
         """Follow the TCP payload of `packet` in its stream; raise UnparseablePacketError."""
-        transport = self._dissect(packet).transport
-        if transport is None or transport.protocol != IPPROTO_TCP:
-            return
-        payload = packet.data[transport.payload_offset : transport.payload_end]
+        segment = plain_tcp_segment(packet.data, packet.linktype)
+        if segment is None:
+            dissection = self._dissect(packet)
+            if dissection.transport is None or dissection.transport.protocol != IPPROTO_TCP:
+                return
+            segment = TcpSegment.from_transport(dissection.transport)
+
+        payload = packet.data[segment.payload_offset : segment.payload_end]
+        if not payload and not segment.syn:
+            return  # a bare ACK, FIN or RST: it neither starts a stream nor carries bytes
         stream, offset = self.streams_.locate(
-            _flow_key(transport),
-            transport.seq,
-            syn=bool(transport.flags & TCP_SYN),
-            payload_len=len(payload),
-            create=True,
+            segment.flow, segment.seq, syn=segment.syn, payload_len=len(payload), create=True
         )
         if not payload:
             return
@@ -260,18 +268,36 @@ class MaskPayloads(Stage):
         """
         if not self.scanned_:
             raise RuntimeError("MaskPayloads.process was called before finish_scan")
-        dissection = self._dissect(packet)
         self.counters_["packets"] += 1
         data = packet.data
 
+        segment = plain_tcp_segment(data, packet.linktype)
+        if segment is not None:
+            # Ethernet, IPv4 or IPv6 without extension headers, TCP: the
+            # common case, parsed here without a full dissection.
+            spans = self._tcp_spans(packet, segment)
+            trailer = self._trailer_span(segment.ip_end, len(data))
+            if not spans and not trailer:
+                return data
+            if trailer:
+                self.counters_["other_bytes_zeroed"] += len(data) - segment.ip_end
+            checksums = [
+                ChecksumField(segment.tcp_offset + 16, segment.tcp_offset, segment.ip_end, None, False)
+            ]
+            return zero_spans(data, spans + trailer, checksums)
+
+        dissection = self._dissect(packet)
         tcp_spans: list[tuple[int, int]] = []
         if not dissection.is_ip:
             other_spans = self._non_ip_spans(dissection, len(data))
         else:
-            other_spans = self._trailer_spans(dissection, len(data))
+            if dissection.ip_headers:
+                other_spans = self._trailer_span(dissection.ip_headers[0].total_end, len(data))
+            else:
+                other_spans = self._trailer_span(dissection.arp_offset + ARP_IPV4_LEN, len(data))
             transport = dissection.transport
             if transport is not None and transport.protocol == IPPROTO_TCP:
-                tcp_spans = self._tcp_spans(packet, transport)
+                tcp_spans = self._tcp_spans(packet, TcpSegment.from_transport(transport))
             elif transport is not None:
                 other_spans += self._udp_spans(transport)
             else:
@@ -286,20 +312,18 @@ class MaskPayloads(Stage):
             return data
         return zero_spans(data, spans, dissection.checksums)
 
-    def _tcp_spans(self, packet: Packet, transport: Transport) -> list[tuple[int, int]]:
-        """Return the TCP payload bytes to zero, in frame offsets; count them."""
-        start, end = transport.payload_offset, transport.payload_end
-        if end <= start:
+    def _tcp_spans(self, packet: Packet, segment: TcpSegment) -> list[tuple[int, int]]:
+        """Return the TCP payload bytes to zero, in frame offsets; count them.
+
+        The packets that go through the stream table are the same as in the
+        scan, so that a SYN moves to the next connection on its flow in both.
+        """
+        start, end = segment.payload_offset, segment.payload_end
+        if end <= start and not segment.syn:
             return []
-        if end < transport.ip.total_end or transport.ip.more_fragments:
-            self.counters_["truncated_segments"] += 1
         try:
             stream, offset = self.streams_.locate(
-                _flow_key(transport),
-                transport.seq,
-                syn=bool(transport.flags & TCP_SYN),
-                payload_len=end - start,
-                create=False,
+                segment.flow, segment.seq, syn=segment.syn, payload_len=end - start, create=False
             )
         except LookupError as error:
             raise CaptureError(
@@ -308,8 +332,13 @@ class MaskPayloads(Stage):
                 packet_number=packet.number,
                 hint="The capture changed while it was read; run again on a file nobody writes to",
             ) from error
+        if end <= start:
+            return []
+        if packet.wire_len > len(packet.data):
+            self.counters_["truncated_segments"] += 1
 
-        kept = stream.parser.kept.overlapping(offset, offset + end - start)
+        # A stream without a parser had no payload in the scan: nothing is kept.
+        kept = [] if stream.parser is None else stream.parser.kept.overlapping(offset, offset + end - start)
         zeroed = []
         position = start
         for kept_start, kept_end in kept:
@@ -352,15 +381,14 @@ class MaskPayloads(Stage):
             # NOTE: a tunnel whose inner frame is not IP (an Ethernet frame
             # with ARP or LLDP inside GRE or VXLAN) is left as it is.
             return []
+        # NOTE: for a non-first fragment, the transport checksum that covers
+        # these bytes sits in the first fragment and is not updated, so it
+        # turns wrong after reassembly.
         self.counters_["other_ip_payloads_zeroed"] += 1
         return [(start, end)]
 
-    def _trailer_spans(self, dissection: Dissection, frame_len: int) -> list[tuple[int, int]]:
+    def _trailer_span(self, end: int, frame_len: int) -> list[tuple[int, int]]:
         """Zero what follows the outermost IP packet or ARP message: padding, trailers, FCS."""
-        if dissection.ip_headers:
-            end = dissection.ip_headers[0].total_end
-        else:
-            end = dissection.arp_offset + 28
         if end >= frame_len:
             return []
         self.counters_["trailers_zeroed"] += 1
@@ -405,13 +433,86 @@ class MaskPayloads(Stage):
         transport = self._dissect(packet).transport
         if transport is None or transport.protocol != IPPROTO_TCP:
             return None
-        length = transport.payload_end - transport.payload_offset
-        syn = bool(transport.flags & TCP_SYN)
-        return self.plan(_flow_key(transport), transport.seq, length, syn=syn)
+        segment = TcpSegment.from_transport(transport)
+        length = segment.payload_end - segment.payload_offset
+        return self.plan(segment.flow, segment.seq, length, syn=segment.syn)
 
 
-def _flow_key(transport: Transport) -> FlowKey:
-    return (transport.src, transport.dst, transport.sport, transport.dport)
+class TcpSegment(NamedTuple):
+    """The fields of a TCP segment that masking uses; offsets are into the frame."""
+
+    flow: FlowKey
+    seq: int
+    syn: bool
+    tcp_offset: int
+    payload_offset: int
+    payload_end: int
+    ip_end: int
+
+    @classmethod
+    def from_transport(cls, transport: Transport) -> TcpSegment:
+        flow = (transport.src, transport.dst, transport.sport, transport.dport)
+        return cls(
+            flow,
+            transport.seq,
+            bool(transport.flags & TCP_SYN),
+            transport.offset,
+            transport.payload_offset,
+            transport.payload_end,
+            transport.ip.total_end,
+        )
+
+
+# From the IP header to the TCP flags: IPv4 version/IHL, total length,
+# flags/fragment offset, protocol, addresses; IPv6 version, payload length,
+# next header, addresses; then TCP ports, seq, data offset and flags.
+_IPV4_TCP = struct.Struct(">BxHxxHxBxx4s4sHHIxxxxBB")
+_IPV6_TCP = struct.Struct(">BxxxHBx16s16sHHIxxxxBB")
+
+
+def plain_tcp_segment(data: bytes, linktype: int) -> TcpSegment | None:
+    """Parse a plain Ethernet/IP/TCP frame; return None for any other frame.
+
+    Plain means IPv4 without options and not a fragment, or IPv6 without
+    extension headers, after any VLAN tags. The result equals what `dissect`
+    finds in such a frame: this is the fast path for the common case, and
+    `dissect` handles everything else, including every frame whose length
+    fields would make it raise.
+    """
+    if linktype != LINKTYPE_ETHERNET or len(data) < 14:
+        return None
+    ethertype = data[12] << 8 | data[13]
+    ip_offset = 14
+    while ethertype in VLAN_TPIDS and len(data) >= ip_offset + 4:
+        ethertype = data[ip_offset + 2] << 8 | data[ip_offset + 3]
+        ip_offset += 4
+
+    if ethertype == ETHERTYPE_IPV4 and len(data) >= ip_offset + _IPV4_TCP.size:
+        version_ihl, ip_len, fragment, protocol, src, dst, sport, dport, seq, offset_byte, flags = (
+            _IPV4_TCP.unpack_from(data, ip_offset)
+        )
+        if version_ihl != 0x45 or protocol != IPPROTO_TCP or fragment & 0x3FFF:
+            return None
+        tcp_offset = ip_offset + 20
+    elif ethertype == ETHERTYPE_IPV6 and len(data) >= ip_offset + _IPV6_TCP.size:
+        version, payload_len, protocol, src, dst, sport, dport, seq, offset_byte, flags = (
+            _IPV6_TCP.unpack_from(data, ip_offset)
+        )
+        if version >> 4 != 6 or protocol != IPPROTO_TCP or payload_len == 0:
+            return None
+        ip_len = payload_len + 40
+        tcp_offset = ip_offset + 40
+    else:
+        return None
+
+    header_len = (offset_byte >> 4) * 4
+    if ip_len < tcp_offset - ip_offset + 20 or header_len < 20:
+        # An invalid length, or zero (segmentation offload) in IPv4: `dissect` decides.
+        return None
+    ip_end = min(ip_offset + ip_len, len(data))
+    payload_offset = min(tcp_offset + header_len, ip_end)
+    syn = bool(flags & TCP_SYN)
+    return TcpSegment((src, dst, sport, dport), seq, syn, tcp_offset, payload_offset, ip_end, ip_end)
 
 
 def zero_spans(data: bytes, spans: list[tuple[int, int]], checksums: list[ChecksumField]) -> bytes:
