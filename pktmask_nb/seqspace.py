@@ -30,6 +30,8 @@ _HALF_SEQ_SPACE = SEQ_MODULUS >> 1
 # missing become a hole.
 MAX_PENDING_BYTES = 1 << 20
 MAX_PENDING_SEGMENTS = 256
+# All directions of one capture together wait with at most this many bytes.
+MAX_PENDING_BYTES_TOTAL = 32 << 20
 
 
 def unwrap_seq(seq: int, *, base: int, near: int) -> int:
@@ -74,6 +76,14 @@ class StreamParser(Protocol):
         """Note that the capture contains no more bytes of this stream; `end` is the next offset."""
 
 
+class PendingBudget:
+    """The out-of-order bytes that all `SegmentOrderer`s of one capture may hold together."""
+
+    def __init__(self, limit: int = MAX_PENDING_BYTES_TOTAL) -> None:
+        self.limit = limit
+        self.used = 0
+
+
 class SegmentOrderer:
     """Deliver one direction's captured payload to `parser` in stream order.
 
@@ -83,7 +93,8 @@ class SegmentOrderer:
     start. Segments past the delivery point wait in a buffer of at most
     `max_pending_bytes` bytes in `max_pending_segments` segments. When the
     buffer is full, and at `finish()`, the bytes missing before the first
-    waiting segment are reported to the parser as a hole.
+    waiting segment are reported to the parser as a hole. The same happens
+    when the orderers sharing `budget` hold more than its limit together.
     """
 
     def __init__(
@@ -93,11 +104,13 @@ class SegmentOrderer:
         start: int | None = None,
         max_pending_bytes: int = MAX_PENDING_BYTES,
         max_pending_segments: int = MAX_PENDING_SEGMENTS,
+        budget: PendingBudget | None = None,
     ) -> None:
         self.parser = parser
         self.delivered: int | None = start
         self.max_pending_bytes = max_pending_bytes
         self.max_pending_segments = max_pending_segments
+        self.budget = budget or PendingBudget()
         self.holes = 0
         self._pending_offsets: list[int] = []
         self._pending_data: dict[int, bytes] = {}
@@ -146,13 +159,14 @@ class SegmentOrderer:
         if held is None:
             bisect.insort(self._pending_offsets, offset)
         else:
-            self._pending_bytes -= len(held)
+            self._count_pending(-len(held))
         self._pending_data[offset] = payload
-        self._pending_bytes += len(payload)
+        self._count_pending(len(payload))
 
         while self._pending_offsets and (
             self._pending_bytes > self.max_pending_bytes
             or len(self._pending_offsets) > self.max_pending_segments
+            or self.budget.used > self.budget.limit
         ):
             logger.debug(
                 "out-of-order buffer full at offset %d (%d bytes in %d segments)",
@@ -168,7 +182,7 @@ class SegmentOrderer:
         while self._pending_offsets and self._pending_offsets[0] <= self.delivered:
             offset = self._pending_offsets.pop(0)
             payload = self._pending_data.pop(offset)
-            self._pending_bytes -= len(payload)
+            self._count_pending(-len(payload))
             if offset + len(payload) > self.delivered and not self.parser.done:
                 self._deliver(offset, payload)
         if self.parser.done:
@@ -182,7 +196,11 @@ class SegmentOrderer:
     def _drop_pending(self) -> None:
         self._pending_offsets.clear()
         self._pending_data.clear()
-        self._pending_bytes = 0
+        self._count_pending(-self._pending_bytes)
+
+    def _count_pending(self, change: int) -> None:
+        self._pending_bytes += change
+        self.budget.used += change
 
 
 class SpanList:

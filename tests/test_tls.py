@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pktmask_nb.seqspace import SEQ_MODULUS, SegmentOrderer, StreamVerdict, unwrap_seq
+from pktmask_nb.seqspace import SEQ_MODULUS, PendingBudget, SegmentOrderer, StreamVerdict, unwrap_seq
 from pktmask_nb.tls import (
     ALERT,
     APPLICATION_DATA,
@@ -288,3 +288,20 @@ def test_any_segmentation_order_and_duplication_finds_the_same_records(records, 
     assert finder.verdict is StreamVerdict.COMPLETE
     assert [(r.content_type, r.length) for r in finder.records()] == records
     assert spans(finder) == expected_spans(records, KEEP_DEFAULT)
+
+
+def test_shared_budget_bounds_the_bytes_waiting_in_all_directions():
+    stream = tls_record(APPLICATION_DATA, 50) + tls_record(APPLICATION_DATA, 5000)
+    budget = PendingBudget(limit=1000)
+    finders = [TlsRecordFinder(0, keep_types=KEEP_DEFAULT) for _ in range(2)]
+    orderers = [SegmentOrderer(finder, start=0, budget=budget) for finder in finders]
+
+    for orderer in orderers:
+        orderer.add(0, stream[:40])
+        for offset in range(100, 1000, 100):
+            orderer.add(offset, stream[offset : offset + 100])
+
+    assert budget.used <= 1000
+    assert finders[0].verdict is StreamVerdict.COMPLETE
+    assert finders[1].verdict is StreamVerdict.GAP
+    assert finders[1].trusted_until == 55

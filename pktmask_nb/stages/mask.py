@@ -36,6 +36,7 @@ from pktmask_nb.packet import LINKTYPE_ETHERNET, Packet
 from pktmask_nb.seqspace import (
     DirectionStream,
     FlowKey,
+    PendingBudget,
     SegmentOrderer,
     StreamTable,
     StreamVerdict,
@@ -181,6 +182,7 @@ class MaskPayloads(Stage):
             if keep
         )
         self.streams_ = StreamTable()
+        self.pending_budget_ = PendingBudget()
         self.scanned_ = False
 
     # -- first pass -----------------------------------------------------------
@@ -204,7 +206,8 @@ class MaskPayloads(Stage):
             return
         if stream.orderer is None:
             stream.parser = self._choose_parser(payload)
-            stream.orderer = SegmentOrderer(stream.parser, start=0 if stream.syn_seen else None)
+            start = 0 if stream.syn_seen else None
+            stream.orderer = SegmentOrderer(stream.parser, start=start, budget=self.pending_budget_)
         stream.orderer.add(offset, payload)
 
     def finish_scan(self) -> None:
@@ -358,6 +361,7 @@ class MaskPayloads(Stage):
         if end <= start:
             return []
         if transport.sport in self.udp_ports_ or transport.dport in self.udp_ports_:
+            # NOTE: kept DNS messages keep the names and addresses in them.
             self.counters_["udp_payloads_kept"] += 1
             return []
         self.counters_["udp_payloads_zeroed"] += 1
