@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -151,7 +151,7 @@ class MaskPayloads(Stage):
         keep_heartbeat: bool = True,
         keep_http_headers: bool = False,
         keep_dns: bool = False,
-        keep_udp_ports: Iterable[int] = (),
+        keep_udp_ports: Collection[int] = (),
         keep_non_ip: bool = False,
     ) -> None:
         self.keep_handshake = keep_handshake
