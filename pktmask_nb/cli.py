@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pktmask_nb.errors import PktmaskError
 from pktmask_nb.pipeline import Pipeline
-from pktmask_nb.stage_options import STAGE_NAMES, add_stage_arguments, build_stages, finish_run
+from pktmask_nb.stage_options import STAGE_NAMES, add_stage_arguments, anonymizer, build_stages, finish_run
 
 logger = logging.getLogger(__name__)
 
@@ -107,11 +107,15 @@ def _run(args: argparse.Namespace) -> int:
         keep_comments=args.keep_comments,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
+    mappings = []
     for source, target in pairs:
         result = pipeline.run(source, target)
         _print_summary(result)
+        stage = anonymizer(stages)
+        if stage is not None and args.mapping_out:
+            mappings.append(stage.mapping())
         result.close()
-    finish_run(stages, args)
+    finish_run(stages, mappings, args)
     return 0
 
 

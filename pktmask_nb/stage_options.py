@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+import pandas as pd
+
+from pktmask_nb.stages.anonymize import AnonymizeIPs
 from pktmask_nb.stages.base import Stage
 from pktmask_nb.stages.dedup import Deduplicate
 from pktmask_nb.stages.mask import MaskPayloads
 
-STAGE_NAMES = ("dedup", "mask")
+STAGE_NAMES = ("dedup", "anonymize", "mask")
 
 
 def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +34,61 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also drop copies that differ only in VLAN tags, IPv4 TTL/checksum or IPv6 hop limit",
     )
+    _add_anonymize_arguments(parser)
     _add_mask_arguments(parser)
+
+
+def _add_anonymize_arguments(parser: argparse.ArgumentParser) -> None:
+    anonymize = parser.add_argument_group("anonymize stage")
+    anonymize.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="32-byte Crypto-PAn key as 64 hex digits (or 32 raw bytes); the same key gives the "
+        "same mapping in every file and run (default: a random key for this run)",
+    )
+    anonymize.add_argument(
+        "--save-key",
+        metavar="FILE",
+        help="write the key used (a generated one too) to FILE with mode 0600, to sanitize "
+        "more captures consistently later; keep it secret",
+    )
+    anonymize.add_argument(
+        "--keep-prefix",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="leave addresses in this network unchanged, e.g. a public server (repeat for several)",
+    )
+    anonymize.add_argument(
+        "--no-keep-special",
+        action="store_true",
+        help="also anonymize unspecified, loopback, multicast, broadcast and link-local "
+        "addresses (kept by default)",
+    )
+    anonymize.add_argument(
+        "--anonymize-macs",
+        action="store_true",
+        help="also replace MAC addresses with keyed ones (the unicast/multicast bit is kept)",
+    )
+    anonymize.add_argument(
+        "--keep-oui", action="store_true", help="with --anonymize-macs, keep the vendor OUI (first 3 bytes)"
+    )
+    anonymize.add_argument(
+        "--mapping-out",
+        metavar="FILE",
+        help="write the address mapping (original, anonymized) as CSV; the file reveals the "
+        "original addresses, so it is as sensitive as the capture",
+    )
+
+
+def _anonymize_stage(args: argparse.Namespace) -> AnonymizeIPs:
+    return AnonymizeIPs(
+        key_file=args.key_file,
+        keep_prefixes=tuple(args.keep_prefix),
+        keep_special=not args.no_keep_special,
+        anonymize_macs=args.anonymize_macs,
+        keep_oui=args.keep_oui,
+    )
 
 
 def _add_mask_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,10 +157,39 @@ def build_stages(names: list[str], args: argparse.Namespace) -> list[Stage]:
                     ignore_span_differences=args.span_duplicates,
                 )
             )
+        elif name == "anonymize":
+            stages.append(_anonymize_stage(args))
         elif name == "mask":
             stages.append(_mask_stage(args))
     return stages
 
 
-def finish_run(stages: list[Stage], args: argparse.Namespace) -> None:
-    """Do what the options ask once all files ran (save a generated key, write the mapping)."""
+def anonymizer(stages: list[Stage]) -> AnonymizeIPs | None:
+    for stage in stages:
+        if isinstance(stage, AnonymizeIPs):
+            return stage
+    return None
+
+
+def finish_run(stages: list[Stage], mappings: list[pd.DataFrame], args: argparse.Namespace) -> None:
+    """Save the key and write the address mapping of all files, as the options ask."""
+    stage = anonymizer(stages)
+    if stage is None:
+        return
+    if args.save_key:
+        stage.save_key(args.save_key)
+        print(f"Saved the anonymization key to {args.save_key}; keep it as secret as the captures.")
+    elif args.key_file is None:
+        print(
+            "pktmask-nb: note: a random anonymization key was used and not saved; pass "
+            "--save-key FILE to sanitize more captures with the same mapping later",
+            file=sys.stderr,
+        )
+    if args.mapping_out and mappings:
+        combined = pd.concat(mappings, ignore_index=True)
+        combined = combined.groupby(["original", "anonymized", "ip_version"], as_index=False)["packets"].sum()
+        combined.to_csv(args.mapping_out, index=False)
+        print(
+            f"Wrote the address mapping to {args.mapping_out}; it reveals the original "
+            "addresses, so share it no more than the original capture."
+        )

@@ -83,3 +83,48 @@ def test_every_subcommand_has_help() -> None:
         completed = pktmask(command, "--help")
         assert completed.returncode == 0
         assert "usage: pktmask-nb" in completed.stdout
+
+
+def test_key_file_gives_same_mapping_across_runs(corpus_dir: Path, tmp_path: Path) -> None:
+    key_file = tmp_path / "key.hex"
+    source = corpus_dir / "zeek_gre-sample.pcap"
+
+    first = pktmask(
+        "run",
+        str(source),
+        "-o",
+        str(tmp_path / "a.pcap"),
+        "--save-key",
+        str(key_file),
+        "--mapping-out",
+        str(tmp_path / "a.csv"),
+        "--no-progress",
+    )
+    second = pktmask(
+        "run",
+        str(source),
+        "-o",
+        str(tmp_path / "b.pcap"),
+        "--key-file",
+        str(key_file),
+        "--mapping-out",
+        str(tmp_path / "b.csv"),
+        "--no-progress",
+    )
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert (tmp_path / "a.pcap").read_bytes() == (tmp_path / "b.pcap").read_bytes()
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    assert "as sensitive" in first.stdout or "share it no more" in first.stdout
+    assert key_file.read_text().strip() not in first.stdout + first.stderr, "the key is never printed"
+
+
+def test_generated_key_not_saved_is_noted(corpus_dir: Path, tmp_path: Path) -> None:
+    completed = pktmask(
+        "run", str(corpus_dir / "zeek_gre-sample.pcap"), "-o", str(tmp_path / "o.pcap"), "--no-progress"
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert "--save-key" in completed.stderr
