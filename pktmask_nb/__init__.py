@@ -13,6 +13,7 @@ from pktmask_nb.packet import Interface, Packet
 from pktmask_nb.pipeline import Pipeline
 from pktmask_nb.resources import ResourceOwner, held_resources, sweep_stale
 from pktmask_nb.result import RunResult
+from pktmask_nb.stages.anonymize import AnonymizeIPs
 from pktmask_nb.stages.base import Stage
 from pktmask_nb.stages.dedup import Deduplicate
 from pktmask_nb.stages.mask import MaskPayloads
@@ -24,6 +25,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 sweep_stale()
 
 __all__ = [
+    "AnonymizeIPs",
     "CaptureError",
     "Deduplicate",
     "Interface",
