@@ -177,6 +177,7 @@ class AnonymizeIPs(Stage):
         """Return a fresh stage with the same resolved key, sharing the address cache."""
         key = self._resolve_key()
         twin = type(self)(**{**self.get_params(), "key": key, "key_file": None})
+        twin.key_ = key
         twin._maps = self._build_maps(key)
         return twin
 
