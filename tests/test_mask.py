@@ -211,9 +211,10 @@ def test_icmp_error_quoting_tls_bytes_is_zeroed():
 
     stage, out = mask([frame])
 
-    quote_start = len(frame) - 45
+    # Ethernet 14, IPv4 20, ICMP 8, quoted IPv4 20, then 8 bytes of the quoted TCP header.
+    quote_start = 14 + 20 + 8 + 20 + 8
     assert out[0][:quote_start] != frame[:quote_start]  # the ICMP checksum changed
-    assert out[0][quote_start:] == bytes(45)
+    assert out[0][quote_start:] == bytes(len(frame) - quote_start)
     parsed = Ether(out[0])
     stored = parsed[ICMP].chksum
     del parsed[ICMP].chksum

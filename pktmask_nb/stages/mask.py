@@ -21,6 +21,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from pktmask_nb.checksum import adjust_checksum, replacement_delta
 from pktmask_nb.dissect import (
     ChecksumField,
     Dissection,
@@ -522,28 +523,33 @@ def plain_tcp_segment(data: bytes, linktype: int) -> TcpSegment | None:
 def zero_spans(data: bytes, spans: list[tuple[int, int]], checksums: list[ChecksumField]) -> bytes:
     """Return `data` with the byte ranges `spans` zeroed and the checksums over them updated.
 
-    `checksums` are listed outer first; they are updated inner first, so an
+    `checksums` are listed outer first. They are updated inner first, so an
     outer checksum (a tunnel's UDP header) also accounts for the inner
     checksum fields that changed. A UDP checksum of zero ("none") stays zero.
     """
+    zeroed = _merge(spans)
     frame = bytearray(data)
-    for start, end in spans:
+    for start, end in zeroed:
         frame[start:end] = bytes(end - start)
 
-    changed = list(spans)
+    changed = list(zeroed)
     for checksum in reversed(checksums):
         if checksum.offset + 2 > len(frame):
             continue
-        if not any(start < checksum.end and checksum.start < end for start, end in changed):
-            continue
+        if any(start < checksum.offset + 2 and checksum.offset < end for start, end in zeroed):
+            continue  # the field itself was zeroed, as in a TCP header quoted by ICMP
         current = int.from_bytes(frame[checksum.offset : checksum.offset + 2], "big")
         if current == 0 and checksum.zero_means_none:
             continue
-        # RFC 1624 eqn. 3 in modular form: HC' = HC + (sum of old words) - (sum of new words).
-        delta = _word_sum(data, checksum.start, checksum.end) - _word_sum(frame, checksum.start, checksum.end)
-        if delta % 0xFFFF == 0:
+        delta = 0
+        for start, end in changed:
+            start, end = max(start, checksum.start), min(end, checksum.end)
+            if start < end:
+                odd = (start - checksum.start) % 2 == 1
+                delta += replacement_delta(data[start:end], bytes(frame[start:end]), odd=odd)
+        updated = adjust_checksum(current, delta)
+        if updated == current:
             continue
-        updated = (current + delta) % 0xFFFF
         if updated == 0 and checksum.zero_means_none:
             updated = 0xFFFF
         frame[checksum.offset : checksum.offset + 2] = updated.to_bytes(2, "big")
@@ -551,14 +557,12 @@ def zero_spans(data: bytes, spans: list[tuple[int, int]], checksums: list[Checks
     return bytes(frame)
 
 
-def _word_sum(data: bytes | bytearray, start: int, end: int) -> int:
-    """Return the sum of the 16-bit words of data[start:end], modulo 0xFFFF.
-
-    Words are aligned on `start`. Since 2**16 = 1 (mod 0xFFFF), the
-    big-endian value of the bytes reduces to the sum of its words taken from
-    the right end, so an odd length is padded with one zero byte on the right.
-    """
-    value = int.from_bytes(memoryview(data)[start:end], "big")
-    if (end - start) % 2:
-        value <<= 8
-    return value % 0xFFFF
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Return the spans sorted, with overlapping and touching ones merged."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        elif start < end:
+            merged.append((start, end))
+    return merged
