@@ -79,7 +79,7 @@ class ChecksumField(NamedTuple):
 
 @dataclass(slots=True)
 class Dissection:
-    """Where the headers of one frame are; lists run outer first."""
+    """The header offsets of one frame; every list runs outer first."""
 
     # Every IPv4/IPv6 header at any depth, quoted ones included.
     ip_headers: list[IPHeader] = field(default_factory=list)

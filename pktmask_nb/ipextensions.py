@@ -4,8 +4,8 @@ IPv4 source routes, record route and timestamps with addresses (RFC 791)
 list addresses, and so do IPv6 routing headers of type 0, 2 and 4 (RFC 8200,
 6275, 8754) and the Home Address destination option (RFC 6275). A source
 route or routing header with segments left also names the final
-destination, which the upper-layer pseudo-header uses in place of the
-destination field; these parsers record it in the `IPHeader`.
+destination. The upper-layer pseudo-header uses it in place of the
+destination field, so these parsers record its offset in the `IPHeader`.
 """
 
 from __future__ import annotations

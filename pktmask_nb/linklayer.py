@@ -20,7 +20,7 @@ NEXT_NONE = -1  # nothing the dissector follows
 NEXT_ETHERNET = -2  # an Ethernet frame
 NEXT_PPP = -3  # a PPP frame (address/control and protocol field)
 NEXT_WLAN = -4  # an 802.11 frame
-NEXT_IP = -5  # IPv4 or IPv6, told apart by the version nibble
+NEXT_IP = -5  # IPv4 or IPv6, chosen by the version nibble
 NEXT_UNSUPPORTED = -6  # a header form that may carry IP but is not parsed
 
 ETHERTYPE_IPV4 = 0x0800

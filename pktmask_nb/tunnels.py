@@ -11,8 +11,9 @@ ethertype (IPv4, IPv6, ARP, 802.1Q ...) or one of the NEXT_* codes of
 `pktmask_nb.linklayer`. A
 header cut short by `end` returns `(NEXT_NONE, end)`, because no byte after
 it exists, and a payload the dissector does not follow returns NEXT_NONE
-with the offset where that payload starts. These parsers never raise: the dissector turns NEXT_UNSUPPORTED into
-`MalformedPacket`, so a header that may hide an IP packet is never passed by.
+with the offset where that payload starts. These parsers raise nothing. The dissector turns NEXT_UNSUPPORTED into
+`MalformedPacket`, so that a header form that may hide an IP packet stops
+the walk instead of passing unread.
 """
 
 from __future__ import annotations
@@ -107,9 +108,10 @@ def parse_mpls(data: bytes, offset: int, end: int) -> tuple[int, int]:
 
     After the bottom-of-stack label, a first nibble of 4 or 6 is taken as
     IPv4 or IPv6. A first nibble of 0 is an Ethernet pseudowire control word
-    (RFC 4448) only when an Ethernet header that carries IP or ARP follows it
-    and no such header starts without the control word; any other first
-    nibble is tried as Ethernet without a control word.
+    (RFC 4448) only when an Ethernet header that carries IP or ARP follows
+    it, and no such header starts without the control word. When both
+    readings fit, the result is NEXT_UNSUPPORTED. Any other first nibble is
+    tried as Ethernet without a control word.
     """
     while True:
         if offset + 4 > end:

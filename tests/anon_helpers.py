@@ -26,7 +26,7 @@ VECTOR_KEY = bytes(
 
 CORPUS_DIR = (Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus").resolve()
 
-# Every tshark field (tshark 4.0) that holds an IP address the stage rewrites.
+# The tshark fields (tshark 4.0) that contain an IP address the stage rewrites.
 ADDRESS_FIELDS = [
     "ip.src",
     "ip.dst",

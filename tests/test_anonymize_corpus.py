@@ -89,7 +89,7 @@ def test_no_address_survives(tmp_path, capture: Path) -> None:
                     payload_hits += 1
     assert header_hits == []
 
-    # 3. The mapping lists the same addresses tshark sees.
+    # 3. The mapping lists every address tshark finds.
     assert set(stage.mapping().original) >= addresses
     kept = len(addresses) - len([a for a in addresses if not kept_by_default(a)])
     print(

@@ -212,7 +212,9 @@ def test_gre_checksum_reported() -> None:
     data = bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / GRE(chksum_present=1) / INNER)
     d = dissect(data, 1)
     gre = [c for c in d.checksums if c.offset == 14 + 20 + 4]
-    assert gre and gre[0].start == 34 and gre[0].pseudo_header is None
+    assert len(gre) == 1
+    assert gre[0].start == 34
+    assert gre[0].pseudo_header is None
 
 
 def test_icmp_error_quote() -> None:
