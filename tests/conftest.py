@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CORPUS_DIR = (PROJECT_ROOT / ".." / "shared" / "corpus").resolve()
-
-
-def corpus_files() -> list[Path]:
-    """Every capture of the shared corpus, sorted by name."""
-    return sorted(p for p in CORPUS_DIR.glob("*") if p.suffix in (".pcap", ".pcapng"))
+from corpus_tools import CORPUS_DIR
 
 
 @pytest.fixture(scope="session")
@@ -28,15 +20,6 @@ def tshark() -> str:
     path = shutil.which("tshark")
     assert path, "tshark is required for the tests: apt-get install -y tshark"
     return path
-
-
-def tshark_fields(path: Path, fields: list[str], *extra: str) -> list[list[str]]:
-    """Run tshark on `path` and return one list of field values per frame."""
-    command = ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "separator=\t", *extra]
-    for field in fields:
-        command += ["-e", field]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return [line.split("\t") for line in output.splitlines()]
 
 
 @pytest.fixture(scope="session", autouse=True)

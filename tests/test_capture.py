@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from capture_builders import end_of_options, epb, idb, option, pcap_bytes, shb, write
-from conftest import corpus_files, tshark_fields
+from corpus_tools import corpus_files, tshark_fields
 
 from pktmask_nb import CaptureError, Pipeline
 from pktmask_nb.capture import open_reader

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from capture_builders import pcap_bytes, write
-from conftest import tshark_fields
+from corpus_tools import tshark_fields
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Dot1Q, Ether
 

@@ -411,7 +411,7 @@ def test_http_requests_survive_keep_http_headers(name, corpus_dir, tshark, tmp_p
 
 
 def corpus_captures() -> list[str]:
-    from conftest import corpus_files
+    from corpus_tools import corpus_files
 
     return [path.name for path in corpus_files()]
 
