@@ -19,13 +19,34 @@ from anon_helpers import (
 )
 from scapy.contrib.erspan import ERSPAN_II
 from scapy.contrib.geneve import GENEVE
+from scapy.contrib.igmpv3 import IGMPv3, IGMPv3gr, IGMPv3mr
 from scapy.contrib.mpls import MPLS
-from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP, IPerror, IPOption_LSRR, UDPerror, fragment
+from scapy.layers.inet import (
+    GRE,
+    ICMP,
+    IP,
+    TCP,
+    UDP,
+    IPerror,
+    IPOption_LSRR,
+    IPOption_Router_Alert,
+    UDPerror,
+    fragment,
+)
 from scapy.layers.inet6 import (
+    HAO,
     ICMPv6DestUnreach,
+    ICMPv6MLDMultAddrRec,
+    ICMPv6MLReport2,
     ICMPv6ND_NS,
+    ICMPv6ND_RA,
+    ICMPv6ND_Redirect,
+    ICMPv6NDOptPrefixInfo,
+    ICMPv6NDOptRDNSS,
+    ICMPv6NDOptRedirectedHdr,
     IPerror6,
     IPv6,
+    IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
     IPv6ExtHdrRouting,
     IPv6ExtHdrSegmentRouting,
@@ -144,6 +165,33 @@ PLACES = {
             IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment() / UDP(sport=7, dport=9) / (b"g" * 200), 120
         )
     ],
+    "home-address-option": [
+        ETH
+        / IPv6(src=A6, dst=B6)
+        / IPv6ExtHdrDestOpt(options=[HAO(hoa=C6)])
+        / UDP(sport=1, dport=2)
+        / PAYLOAD
+    ],
+    "igmpv3-report": [
+        ETH
+        / IP(src=A4, dst="224.0.0.22", options=[IPOption_Router_Alert()])
+        / IGMPv3(type=0x22)
+        / IGMPv3mr(records=[IGMPv3gr(maddr="239.1.2.3", srcaddrs=[C4, D4])])
+    ],
+    "mldv2-report": [
+        ETH
+        / IPv6(src=A6, dst="ff02::16")
+        / ICMPv6MLReport2(records=[ICMPv6MLDMultAddrRec(dst="ff05::3", sources=[C6])])
+    ],
+    "router-advertisement-rdnss": [
+        ETH / IPv6(src="fe80::1", dst="ff02::1") / ICMPv6ND_RA() / ICMPv6NDOptRDNSS(dns=[D6])
+    ],
+    "nd-redirect": [
+        ETH
+        / IPv6(src="fe80::1", dst=A6)
+        / ICMPv6ND_Redirect(tgt=C6, dst=D6)
+        / ICMPv6NDOptRedirectedHdr(pkt=IPv6(src=A6, dst=D6) / UDP() / b"abcd")
+    ],
     "ipv4-source-route": [
         ETH / IP(src=A4, dst=B4, options=[IPOption_LSRR(routers=[C4, D4], pointer=4)]) / TCP() / PAYLOAD
     ],
@@ -153,6 +201,20 @@ PLACES = {
 @pytest.mark.parametrize("place", list(PLACES))
 def test_every_place_rewritten(tmp_path, place: str) -> None:
     check_anonymized(tmp_path, PLACES[place], has_checksums=place != "arp")
+
+
+def test_router_advertisement_prefix(tmp_path) -> None:
+    prefix = "2001:db8:5::"
+    frame = (
+        ETH
+        / IPv6(src="fe80::1", dst="ff02::1")
+        / ICMPv6ND_RA()
+        / ICMPv6NDOptPrefixInfo(prefix=prefix, prefixlen=48)
+    )
+    (output,) = check_anonymized(tmp_path, [frame])
+    option = bytes(frame).find(packed(prefix))
+    assert output[option : option + 6] == packed(cryptopan_image(prefix))[:6]
+    assert output[option + 6 : option + 16] == bytes(10)
 
 
 def test_truncated_frame_checksum_stays_correct(tmp_path) -> None:
