@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,9 @@ from pktmask_nb.frame_index import FrameIndexWriter
 from pktmask_nb.memory import MemoryMonitor
 from pktmask_nb.resources import CleanupReport, ResourceOwner
 from pktmask_nb.stages.base import Stage
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 logger = logging.getLogger(__name__)
 
@@ -150,3 +154,81 @@ class RunResult:
         from pktmask_nb.display import result_html
 
         return result_html(self)
+
+    # -- notebook views: read the input and output files on demand ---------------
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
+        from pktmask_nb.display import result_html, result_text
+
+        return {"text/plain": result_text(self), "text/html": result_html(self)}
+
+    def payloads(
+        self,
+        *,
+        flow: str | None = None,
+        frames: tuple[int, int] | range | None = None,
+        limit: int | None = 1000,
+        max_hex_bytes: int = 64,
+    ) -> pd.DataFrame:
+        """Return one row per input packet: frame numbers, flow, payload before and after in hex, bytes kept.
+
+        See `pktmask_nb.views.payloads_frame` for the filters and columns.
+        The files are read from the start and only until `limit` rows match.
+        """
+        from pktmask_nb.views import payloads_frame
+
+        return payloads_frame(self, flow=flow, frames=frames, limit=limit, max_hex_bytes=max_hex_bytes)
+
+    def flows(self) -> pd.DataFrame:
+        """Return one row per TCP or UDP flow direction: packets, bytes, TLS, bytes kept and zeroed, gaps.
+
+        See `pktmask_nb.views.flows_frame`. Reads the whole input once.
+        """
+        from pktmask_nb.views import flows_frame
+
+        return flows_frame(self)
+
+    def mapping(self) -> pd.DataFrame:
+        """Return the anonymization mapping of this run (original, anonymized, ip_version, packets).
+
+        Raises KeyError when the run had no anonymize stage.
+        """
+        return self.stage("anonymize").mapping()
+
+    def explore(
+        self,
+        *,
+        flow: str | None = None,
+        frames: tuple[int, int] | range | None = None,
+        limit: int = 500,
+        max_bytes: int = 2048,
+        static: bool = False,
+    ) -> object:
+        """Return a widget to pick a flow and a packet and see its payload before and after, side by side.
+
+        See `pktmask_nb.explorer.explore`; degrades to static HTML without ipywidgets or a kernel.
+        """
+        from pktmask_nb.explorer import explore
+
+        return explore(self, flow=flow, frames=frames, limit=limit, max_bytes=max_bytes, static=static)
+
+    def plot_masking_map(self, flow: str, *, connection: int = 0, ax: Axes | None = None) -> Axes:
+        """Plot one flow direction in sequence space; see `pktmask_nb.plots.plot_masking_map`."""
+        from pktmask_nb.plots import plot_masking_map
+
+        return plot_masking_map(self, flow, connection=connection, ax=ax)
+
+    def plot_stage_summary(self, *, ax: Axes | None = None) -> Axes:
+        """Plot packets dropped and bytes kept and zeroed per stage; see `pktmask_nb.plots`."""
+        from pktmask_nb.plots import plot_stage_summary
+
+        return plot_stage_summary(self, ax=ax)
+
+    def plot_memory(self, *, ax: Axes | None = None) -> Axes:
+        """Plot memory over the run with its passes shaded and the monitor's pressure threshold."""
+        from pktmask_nb.plots import plot_memory
+
+        monitor = self._memory
+        limit = None if monitor is None else monitor.limit_mib
+        threshold = 0.8 if monitor is None else monitor.threshold
+        return plot_memory(self.memory, limit_mib=limit, threshold=threshold, ax=ax)
