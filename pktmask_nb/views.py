@@ -30,6 +30,7 @@ PAYLOAD_COLUMNS = [
     "timestamp",
     "protocol",
     "flow",
+    "transport",
     "direction",
     "src",
     "sport",
@@ -105,6 +106,15 @@ def payloads_frame(
 ) -> pd.DataFrame:
     """Return one row per input packet: where it went, its flow and its payload before and after.
 
+    `protocol` names what the payload carries ("TLS", "TCP", "UDP", "ICMP",
+    "ARP", "non-IP", ...), and `transport` with the addresses and ports
+    gives the flow's 5-tuple. `tls_records` lists the records overlapping
+    the payload ('…' marks one that started before or ends after it), and
+    `tls_types` the content types of those that end in it, as Wireshark
+    assigns reassembled records to frames. `kept` and `zeroed` count payload
+    bytes. They are <NA> for dropped frames, and, when masking ran, for
+    payloads other than TCP and UDP.
+
     `flow` keeps the packets of one flow, named as in the `flow` column
     ('src:sport -> dst:dport', one direction) or as a conversation
     ('client:port <-> server:port', both directions), with original or
@@ -113,6 +123,8 @@ def payloads_frame(
     (None for all). `before` and `after` show the first `max_hex_bytes`
     payload bytes in hex. Raises ValueError for a bad `frames` or `limit`.
     """
+    # NOTE: MaskPayloads keeps no per-packet record of what it zeroed in ICMP,
+    # other IP protocols, trailers and non-IP frames, so those rows show <NA>.
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be a row count or None, got {limit!r}")
     first, last = frame_bounds(frames)
@@ -129,10 +141,18 @@ def payloads_frame(
 
 
 def _payload_row(view: PacketView, max_hex_bytes: int) -> tuple:
-    flow_fields: tuple = (None,) * 6
+    flow_fields: tuple = (None,) * 7
     if view.flow is not None:
         label = view.flow
-        flow_fields = (label.text, label.direction, label.src, label.sport, label.dst, label.dport)
+        flow_fields = (
+            label.text,
+            label.protocol,
+            label.direction,
+            label.src,
+            label.sport,
+            label.dst,
+            label.dport,
+        )
     after = None
     if view.payload_after is not None:
         after = hex_preview(view.payload_after, max_bytes=max_hex_bytes)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +124,39 @@ def test_widget_marks_records(tls_result):
 def test_explore_no_matching_packet(result):
     with pytest.raises(ValueError, match="no packet"):
         result.explore(flow="192.0.2.1:1 -> 192.0.2.2:2", static=True)
+
+
+WITHOUT_IPYWIDGETS = """
+import sys, warnings
+sys.modules["ipywidgets"] = None  # makes `import ipywidgets` raise ImportError
+from pktmask_nb import Pipeline
+from pktmask_nb.stages.mask import MaskPayloads
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with Pipeline([MaskPayloads()], progress=False).run(sys.argv[1], sys.argv[2]) as result:
+        views = [result.explore(), result.explore(frames=(2, 3))]
+        html = result._repr_html_()
+print(type(views[0]).__name__, type(views[1]).__name__, len(html) > 0)
+print([str(w.message) for w in caught])
+"""
+
+
+def test_explore_without_ipywidgets_is_static(corpus_dir, tmp_path):
+    command = [
+        sys.executable,
+        "-c",
+        WITHOUT_IPYWIDGETS,
+        str(corpus_dir / TLS_CAPTURE),
+        str(tmp_path / "out.pcap"),
+    ]
+    env = {**_env(), "TMPDIR": str(tmp_path)}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert completed.returncode == 0, completed.stderr
+    kinds, messages = completed.stdout.splitlines()
+    assert kinds == "StaticExplorer StaticExplorer True"
+    assert messages == "['ipywidgets is not installed: the explorer shows static HTML instead of widgets']"
+
+
+def _env() -> dict[str, str]:
+    project_root = str(Path(__file__).absolute().parents[1])
+    return {**os.environ, "PYTHONPATH": project_root}

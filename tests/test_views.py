@@ -100,6 +100,7 @@ def test_payloads_rows_match_tshark(run):
             assert pd.isna(row.flow)
             continue
         assert (row.src, row.sport, row.dst, row.dport) == ends
+        assert row.transport == ("TCP" if frame["tcp.srcport"] else "UDP")
         if frame["tcp.len"] and frame["frame.cap_len"] == frame["frame.len"]:
             assert row.payload_len == int(frame["tcp.len"])
             assert row.before == frame["tcp.payload"]
