@@ -110,7 +110,15 @@ class RunResult:
         return frame
 
     def frame_map(self) -> np.ndarray:
-        """Output frame number of each input frame (index 0 is input frame 1); 0 means dropped."""
+        """Output frame number of each input frame (index 0 is input frame 1); 0 means dropped.
+
+        Raises RuntimeError after `close()`, which removed the index.
+        """
+        if self._resources.closed:
+            raise RuntimeError(
+                f"the result of {self.input_path.name} is closed, so its frame index is gone; "
+                "run the pipeline again for per-packet views"
+            )
         return self._frame_index.read()
 
     @property

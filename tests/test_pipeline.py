@@ -152,3 +152,13 @@ def test_close_removes_run_temp_files(corpus_dir: Path, tmp_path: Path) -> None:
     assert report.ok
     assert not any(p.exists() for p in index_files)
     assert result.close().ok, "close is idempotent"
+
+
+def test_frame_map_after_close_is_clear_error(corpus_dir: Path, tmp_path: Path) -> None:
+    result = Pipeline([], progress=False, monitor_memory=False).run(
+        corpus_dir / "zeek_ssh-dups.pcap", tmp_path / "o.pcap"
+    )
+    result.close()
+
+    with pytest.raises(RuntimeError, match="zeek_ssh-dups.pcap is closed"):
+        result.frame_map()
