@@ -32,17 +32,13 @@ def capture_format(path: str | os.PathLike[str]) -> str:
     with open(path, "rb") as f:
         magic = f.read(4)
     if not magic:
-        raise CaptureError(
-            path, "the file is empty", hint="Check that the capture finished writing"
-        )
+        raise CaptureError(path, "the file is empty", hint="Check that the capture finished writing")
     if magic == PCAPNG_MAGIC:
         return "pcapng"
     if magic in PCAP_MAGICS:
         return "pcap"
     if len(magic) < 4:
-        raise CaptureError(
-            path, f"the file is only {len(magic)} bytes long, too short for a capture"
-        )
+        raise CaptureError(path, f"the file is only {len(magic)} bytes long, too short for a capture")
     raise CaptureError(
         path,
         f"not a pcap or pcapng file (magic number {magic.hex()})",

@@ -183,9 +183,7 @@ class PcapngReader:
                 raise self._error("truncated Packet Block", number)
             if_id, _, ts_high, ts_low, caplen, wire_len = struct.unpack_from(order + "HHIIII", body)
         if if_id >= len(section.interfaces):
-            raise self._error(
-                f"packet on interface {if_id}, which has no description block", number
-            )
+            raise self._error(f"packet on interface {if_id}, which has no description block", number)
         end = 20 + caplen
         if end > len(body):
             raise self._error(f"captured length {caplen} runs past the end of its block", number)
@@ -239,9 +237,7 @@ class PcapngWriter:
 
         options = b""
         if packet.options:
-            options = filter_options(
-                packet.options, order, "epb", keep_comments=self._keep_comments
-            )
+            options = filter_options(packet.options, order, "epb", keep_comments=self._keep_comments)
         caplen = len(data)
         padding = b"\0" * (-caplen % 4)
         total_len = 32 + caplen + len(padding) + len(options)
@@ -265,9 +261,7 @@ class PcapngWriter:
         sections = self._reader.sections
         while self._section < section_index:
             if self._section >= 0:
-                self._write_interfaces(
-                    sections[self._section], len(sections[self._section].interfaces)
-                )
+                self._write_interfaces(sections[self._section], len(sections[self._section].interfaces))
             self._section += 1
             self._interfaces_written = 0
             self._write_section_header(sections[self._section])
@@ -295,14 +289,10 @@ class PcapngWriter:
         order = section.byte_order
         while self._interfaces_written < count:
             interface = section.interfaces[self._interfaces_written]
-            options = filter_options(
-                interface.options, order, "idb", keep_comments=self._keep_comments
-            )
+            options = filter_options(interface.options, order, "idb", keep_comments=self._keep_comments)
             total_len = 20 + len(options)
             self._file.write(
-                struct.pack(
-                    order + "IIHHI", IDB, total_len, interface.linktype, 0, interface.snaplen
-                )
+                struct.pack(order + "IIHHI", IDB, total_len, interface.linktype, 0, interface.snaplen)
             )
             self._file.write(options + struct.pack(order + "I", total_len))
             self._interfaces_written += 1

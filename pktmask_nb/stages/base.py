@@ -60,8 +60,7 @@ class Stage:
         for key, value in params.items():
             if key not in valid:
                 raise ValueError(
-                    f"{type(self).__name__} has no parameter {key!r}; valid parameters: "
-                    f"{', '.join(valid)}"
+                    f"{type(self).__name__} has no parameter {key!r}; valid parameters: {', '.join(valid)}"
                 )
             setattr(self, key, value)
         return self
