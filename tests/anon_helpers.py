@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import yacryptopan
+from corpus_tools import corpus_files
 from scapy.utils import PcapWriter
 
 from pktmask_nb.capture import open_reader
@@ -77,8 +78,8 @@ CHECKSUM_OPTIONS = [
 
 
 def corpus_captures() -> list[Path]:
-    """Every capture of the shared corpus, sorted by name."""
-    return sorted(p for p in CORPUS_DIR.glob("*") if p.suffix in (".pcap", ".pcapng"))
+    """Every capture of the shared corpus, sorted by name (raises FileNotFoundError without it)."""
+    return corpus_files()
 
 
 def tshark_occurrences(path: Path, fields: Sequence[str], *options: str) -> list[list[list[str]]]:

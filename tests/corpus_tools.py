@@ -14,8 +14,15 @@ CORPUS_DIR = (PROJECT_ROOT / ".." / "shared" / "corpus").resolve()
 
 
 def corpus_files() -> list[Path]:
-    """Every capture of the shared corpus, sorted by name."""
-    return sorted(p for p in CORPUS_DIR.glob("*") if p.suffix in (".pcap", ".pcapng"))
+    """Every capture of the shared corpus, sorted by name.
+
+    Raises FileNotFoundError when the corpus is missing, so that parametrized
+    tests fail at collection instead of being skipped with no cases.
+    """
+    captures = sorted(p for p in CORPUS_DIR.glob("*") if p.suffix in (".pcap", ".pcapng"))
+    if not captures:
+        raise FileNotFoundError(f"no captures in {CORPUS_DIR}: the tests need the shared corpus there")
+    return captures
 
 
 def tshark_fields(path: Path, fields: list[str], *extra: str) -> list[list[str]]:
