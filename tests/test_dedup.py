@@ -109,3 +109,13 @@ def test_invalid_window_rejected_at_run(tmp_path: Path, option: dict) -> None:
         Pipeline([stage], progress=False).run(source, tmp_path / "out.pcap")
 
     assert not (tmp_path / "out.pcap").exists()
+
+
+def test_both_windows_apply_together(tmp_path: Path) -> None:
+    a, b, c, d, _ = _tcp_frames()
+    frames = [a, b, a, c, d, a]
+
+    kept = _run(tmp_path, frames, Deduplicate(window_packets=2, window_seconds=100.0))
+
+    assert kept == [1, 2, 4, 5, 6]
+    assert _run(tmp_path, frames, Deduplicate(window_packets=10, window_seconds=100.0)) == [1, 2, 4, 5]

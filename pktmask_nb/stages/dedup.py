@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter, deque
+from collections import deque
 from hashlib import blake2b
 
 from pktmask_nb.digest_set import DigestSet
@@ -67,8 +67,12 @@ class Deduplicate(Stage):
                 f"not {self.window_seconds!r}"
             )
         self._digests = DigestSet()
-        self._seen: Counter[int] = Counter()
-        self._window: deque[tuple[int, int]] = deque()
+        # With a window: the digests it holds, in arrival order, and their timestamps
+        # (only for window_seconds). A digest enters the window only when it is not
+        # in it already, so a set suffices. Two deques avoid a tuple per packet.
+        self._seen: set[int] = set()
+        self._window: deque[int] = deque()
+        self._window_times: deque[int] = deque()
         self._window_ns = int(self.window_seconds * 1e9) if self.window_seconds is not None else None
 
     def _unbounded(self) -> bool:
@@ -89,26 +93,29 @@ class Deduplicate(Stage):
             self.counters_["distinct_digests"] += 1
             return data
 
-        now_ns = packet.timestamp_ns
+        now_ns = packet.timestamp_ns if self._window_ns is not None else 0
         self._expire(now_ns)
-        if self._seen[digest]:
+        if digest in self._seen:
             self.counters_["duplicates_dropped"] += 1
             return None
-        self._seen[digest] += 1
-        self._window.append((now_ns, digest))
+        self._seen.add(digest)
+        self._window.append(digest)
+        if self._window_ns is not None:
+            self._window_times.append(now_ns)
         self.counters_["distinct_digests"] += 1
         return data
 
     def _expire(self, now_ns: int) -> None:
-        window, seen = self._window, self._seen
-        while window and (
-            (self.window_packets is not None and len(window) > self.window_packets)
-            or (self._window_ns is not None and now_ns - window[0][0] > self._window_ns)
-        ):
-            _, old = window.popleft()
-            seen[old] -= 1
-            if not seen[old]:
-                del seen[old]
+        window, times, seen = self._window, self._window_times, self._seen
+        if self.window_packets is not None:
+            while len(window) > self.window_packets:
+                seen.discard(window.popleft())
+                if times:
+                    times.popleft()
+        if self._window_ns is not None:
+            while times and now_ns - times[0] > self._window_ns:
+                times.popleft()
+                seen.discard(window.popleft())
 
 
 def _span_normalized(data: bytes, linktype: int) -> bytes:
