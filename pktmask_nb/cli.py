@@ -14,10 +14,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from importlib import resources
+from importlib.metadata import version
 from pathlib import Path
 
+from pktmask_nb.display import summary_frame
 from pktmask_nb.errors import PktmaskError
 from pktmask_nb.pipeline import Pipeline
+from pktmask_nb.result import RunResult
 from pktmask_nb.stage_options import STAGE_NAMES, add_stage_arguments, anonymizer, build_stages, finish_run
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         "mask payloads.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step (DEBUG)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('pktmask_nb')}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -75,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Run all stages on a 22-packet TLS 1.2 capture shipped with the package "
         "and write the result to DIR.",
     )
-    demo.add_argument("-o", "--output-dir", default=".", help="folder for the output (default: .)")
+    demo.add_argument(
+        "-o", "--output-dir", default=".", metavar="DIR", help="folder for the output (default: .)"
+    )
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(handler=_demo)
     return parser
@@ -99,18 +105,19 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     names = [name.strip() for name in args.stages.split(",") if name.strip()]
-    pairs = plan_outputs([Path(p) for p in args.inputs], Path(args.output))
     stages = build_stages(names, args)
+    pairs = plan_outputs([Path(p) for p in args.inputs], Path(args.output))
     pipeline = Pipeline(
         stages,
         on_unparseable=args.on_unparseable,
         keep_comments=args.keep_comments,
         progress=not args.no_progress and sys.stderr.isatty(),
+        monitor_memory=False,
     )
     mappings = []
     for source, target in pairs:
         result = pipeline.run(source, target)
-        _print_summary(result)
+        _print_summary(result, all_counters=args.verbose)
         stage = anonymizer(stages)
         if stage is not None and args.mapping_out:
             mappings.append(stage.mapping())
@@ -134,6 +141,12 @@ def plan_outputs(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
             raise ValueError(
                 f"{folder}: no capture files found (looked for {', '.join(sorted(CAPTURE_SUFFIXES))})"
             )
+        subfolders = [p.name for p in folder.iterdir() if p.is_dir()]
+        if subfolders:
+            print(
+                f"pktmask-nb: note: subfolders are not read: {', '.join(sorted(subfolders))}",
+                file=sys.stderr,
+            )
         return _into_folder(files, output)
 
     for path in inputs:
@@ -153,21 +166,26 @@ def _into_folder(files: list[Path], folder: Path) -> list[tuple[Path, Path]]:
         )
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder}: is a file; give a folder as output for several inputs")
+    if not folder.exists() and folder.suffix.lower() in CAPTURE_SUFFIXES:
+        raise ValueError(
+            f"{folder}: several captures need an output folder, and this name looks like a file; "
+            "give a folder name"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     return [(f, folder / f.name) for f in files]
 
 
-def _print_summary(result) -> None:  # noqa: ANN001 - RunResult
+def _print_summary(result: RunResult, *, all_counters: bool) -> None:
     print(
         f"{result.input_path} -> {result.output_path}: {result.packets_in} packets in, "
         f"{result.packets_out} out ({result.seconds:.2f} s)"
     )
-    table = result.stats.T
+    table = (result.stats if all_counters else summary_frame(result)).T
     if not table.empty:
-        # Counters that are zero for every stage only lengthen the table.
+        # Rows that are empty or zero for every stage only lengthen the table.
         always = {"packets_in", "packets_out"}
         shown = [row for row in table.index if row in always or (table.loc[row].fillna(0) != 0).any()]
-        print(table.loc[shown].to_string())
+        print(table.loc[shown].astype(object).where(table.loc[shown].notna(), "-").to_string())
     if result.skipped_blocks:
         skipped = ", ".join(f"{count} {name}" for name, count in result.skipped_blocks.items())
         print(f"pcapng blocks not copied (they can hold private data): {skipped}")

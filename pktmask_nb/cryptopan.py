@@ -58,10 +58,17 @@ def generate_key() -> bytes:
 def read_key_file(path: str | os.PathLike[str]) -> bytes:
     """Read a key file: 64 hexadecimal digits (surrounding whitespace allowed) or 32 raw bytes.
 
-    Raises OSError when the file cannot be read and ValueError for any other content.
+    Raises FileNotFoundError naming the file and how to create one, OSError
+    when the file cannot be read, and ValueError for any other content.
     """
-    with open(path, "rb") as key_file:
-        content = key_file.read(4096)
+    try:
+        with open(path, "rb") as key_file:
+            content = key_file.read(4096)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"anonymization key file {os.fspath(path)} not found; create one with "
+            "AnonymizeIPs().save_key(path) or `pktmask-nb run ... --save-key FILE`"
+        ) from None
     text = content.strip()
     if len(text) == 2 * KEY_BYTES:
         try:

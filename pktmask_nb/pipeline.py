@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -195,12 +196,15 @@ class Pipeline:
                 raise
 
     def _progress(self, source: Path, what: str) -> tqdm:
+        # In a Jupyter kernel tqdm.auto draws a widget; elsewhere None shows the
+        # bar only on a terminal, so scripts and logs get no bar text.
+        disable = None if "ipykernel" not in sys.modules else False
         return tqdm(
             total=source.stat().st_size,
             desc=f"{source.name} {what}",
             unit="B",
             unit_scale=True,
-            disable=not self.progress,
+            disable=True if not self.progress else disable,
             leave=False,
         )
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -81,6 +83,30 @@ def _add_anonymize_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_anonymize_options(names: list[str], args: argparse.Namespace) -> None:
+    """Reject anonymize options that would do nothing, and a --save-key that would replace a key."""
+    given = [
+        flag
+        for flag, value in (
+            ("--key-file", args.key_file),
+            ("--save-key", args.save_key),
+            ("--mapping-out", args.mapping_out),
+            ("--keep-prefix", args.keep_prefix),
+            ("--anonymize-macs", args.anonymize_macs),
+        )
+        if value
+    ]
+    if given and "anonymize" not in names:
+        raise ValueError(f"{', '.join(given)} needs the anonymize stage, which --stages leaves out")
+    if args.keep_oui and not args.anonymize_macs:
+        raise ValueError("--keep-oui applies only with --anonymize-macs")
+    if args.save_key and Path(args.save_key).exists():
+        raise ValueError(
+            f"--save-key {args.save_key}: the file exists and would be replaced; pass it as "
+            "--key-file to keep its mapping, or choose a new name"
+        )
+
+
 def _anonymize_stage(args: argparse.Namespace) -> AnonymizeIPs:
     return AnonymizeIPs(
         key_file=args.key_file,
@@ -145,6 +171,12 @@ def build_stages(names: list[str], args: argparse.Namespace) -> list[Stage]:
     unknown = [name for name in names if name not in STAGE_NAMES]
     if unknown:
         raise ValueError(f"unknown stage {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}")
+    if not names:
+        raise ValueError(
+            f"--stages names no stage, so the output would be an unsanitized copy; "
+            f"choose from {', '.join(STAGE_NAMES)}"
+        )
+    _check_anonymize_options(names, args)
     stages: list[Stage] = []
     for name in STAGE_NAMES:
         if name not in names:
@@ -188,7 +220,10 @@ def finish_run(stages: list[Stage], mappings: list[pd.DataFrame], args: argparse
     if args.mapping_out and mappings:
         combined = pd.concat(mappings, ignore_index=True)
         combined = combined.groupby(["original", "anonymized", "ip_version"], as_index=False)["packets"].sum()
-        combined.to_csv(args.mapping_out, index=False)
+        # Created readable by the owner only: the mapping undoes the anonymization.
+        descriptor = os.open(args.mapping_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", newline="") as mapping_file:
+            combined.to_csv(mapping_file, index=False)
         print(
             f"Wrote the address mapping to {args.mapping_out}; it reveals the original "
             "addresses, so share it no more than the original capture."

@@ -44,7 +44,7 @@ def test_folder_input_mirrors_names(corpus_dir: Path, tmp_path: Path) -> None:
         "cs_icmp_traceroute.pcapng",
         "zeek_ssh-dups.pcap",
     ]
-    assert "duplicates_dropped" in completed.stdout
+    assert "duplicates     280" in completed.stdout
 
 
 def test_folder_without_captures_is_an_error(tmp_path: Path) -> None:
@@ -128,3 +128,77 @@ def test_generated_key_not_saved_is_noted(corpus_dir: Path, tmp_path: Path) -> N
 
     assert completed.returncode == 0, completed.stderr
     assert "--save-key" in completed.stderr
+
+
+def test_no_stage_is_an_error(tmp_path: Path) -> None:
+    source = write(tmp_path / "a.pcap", pcap_bytes([(1, 0, b"\x01" * 60, 60)]))
+
+    completed = pktmask("run", str(source), "-o", str(tmp_path / "o.pcap"), "--stages", ",")
+
+    assert completed.returncode == 1
+    assert "unsanitized copy" in completed.stderr
+    assert not (tmp_path / "o.pcap").exists()
+
+
+def test_save_key_never_replaces_a_key(corpus_dir: Path, tmp_path: Path) -> None:
+    key_file = tmp_path / "anon.key"
+    key_file.write_text("00" * 32)
+
+    completed = pktmask(
+        "run",
+        str(corpus_dir / "zeek_gre-sample.pcap"),
+        "-o",
+        str(tmp_path / "o.pcap"),
+        "--save-key",
+        str(key_file),
+    )
+
+    assert completed.returncode == 1
+    assert "--key-file" in completed.stderr
+    assert key_file.read_text() == "00" * 32
+    assert not (tmp_path / "o.pcap").exists()
+
+
+def test_mapping_file_private_to_owner(corpus_dir: Path, tmp_path: Path) -> None:
+    mapping = tmp_path / "map.csv"
+
+    completed = pktmask(
+        "run",
+        str(corpus_dir / "zeek_gre-sample.pcap"),
+        "-o",
+        str(tmp_path / "o.pcap"),
+        "--mapping-out",
+        str(mapping),
+        "--no-progress",
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert oct(mapping.stat().st_mode & 0o777) == "0o600"
+    assert mapping.read_text().startswith("original,anonymized,ip_version,packets")
+
+
+def test_missing_key_file_says_how_to_make_one(corpus_dir: Path, tmp_path: Path) -> None:
+    completed = pktmask(
+        "run",
+        str(corpus_dir / "zeek_gre-sample.pcap"),
+        "-o",
+        str(tmp_path / "o.pcap"),
+        "--key-file",
+        str(tmp_path / "none.key"),
+    )
+
+    assert completed.returncode == 1
+    assert "none.key not found" in completed.stderr
+    assert "--save-key" in completed.stderr
+
+
+def test_folder_output_named_like_a_file_rejected(corpus_dir: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(corpus_dir / "zeek_ssh-dups.pcap", inputs)
+
+    completed = pktmask("run", str(inputs), "-o", str(tmp_path / "out.pcap"))
+
+    assert completed.returncode == 1
+    assert "give a folder name" in completed.stderr
+    assert not (tmp_path / "out.pcap").exists()

@@ -1,0 +1,149 @@
+"""Transport checksums of fragmented IP datagrams, whose covered bytes span several frames.
+
+The TCP, UDP or ICMP checksum of a fragmented datagram sits in its first
+fragment, but covers the payload of every fragment. When masking zeroes the
+payload of the other fragments, the first fragment's checksum must change
+by the RFC 1624 delta of all those bytes, or it is wrong after reassembly.
+
+`FragmentLedger` collects these deltas in the scan pass, per datagram, and
+hands each first fragment its delta in the final pass, by frame number (the
+first fragment may come before or after the others in the file). A
+datagram is named by source, destination, protocol and identification
+(IPv4 Identification, or IPv6 Fragment header Identification).
+
+Fragment offsets are multiples of 8 bytes, so the word alignment of a
+fragment's payload relative to the transport header is known without the
+first fragment: every delta is kept at even alignment.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from array import array
+from dataclasses import dataclass, field
+
+from pktmask_nb.checksum import zeroing_delta
+
+logger = logging.getLogger(__name__)
+
+DatagramKey = tuple[bytes, bytes, int, int]
+"""Source address, destination address, protocol, identification."""
+
+# A fragment that arrives this long after the first fragment seen of its datagram starts a new
+# datagram that reuses the identification. RFC 8200 section 4.5 abandons reassembly after 60 s.
+REASSEMBLY_TIMEOUT_NS = 60 * 1_000_000_000
+# At most this many datagrams wait for more fragments. Past that, the oldest one is closed as it is.
+MAX_OPEN_DATAGRAMS = 16_384
+
+
+@dataclass(slots=True)
+class _Datagram:
+    """The fragments seen so far of one datagram, while more may come."""
+
+    first_ns: int
+    # fragment offset -> (captured payload length, delta of zeroing it): a fragment seen
+    # again with the same length and delta is a duplicate and adds nothing.
+    pieces: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # Indexes into the ledger's arrays of every copy of the first fragment.
+    slots: list[int] = field(default_factory=list)
+    delta: int = 0
+    covered: int = 0
+    total: int | None = None
+
+
+class FragmentLedger:
+    """The checksum deltas that zeroing the non-first fragments makes, per first fragment.
+
+    Scan pass: call `add_fragment` for every fragment in capture order. Final
+    pass: `delta(number)` is the delta to add to the transport checksum in
+    the first fragment with that frame number, at even alignment relative to
+    the transport header, or 0.
+
+    Memory: 10 bytes per first fragment whose datagram had bytes zeroed in
+    other fragments, kept until the end of the run, plus the datagrams still
+    open (at most `MAX_OPEN_DATAGRAMS`, each a few hundred bytes).
+    """
+
+    def __init__(self) -> None:
+        self._numbers = array("Q")
+        self._deltas = array("H")
+        self._open: dict[DatagramKey, _Datagram] = {}
+        self.datagrams = 0
+        self.closed_incomplete = 0
+
+    def add_fragment(
+        self,
+        key: DatagramKey,
+        *,
+        number: int,
+        timestamp_ns: int,
+        fragment_offset: int,
+        payload: bytes | memoryview,
+        more_fragments: bool,
+        zeroed: bool,
+    ) -> None:
+        """Note one fragment: its frame number, time, offset in bytes and captured payload.
+
+        Set `zeroed` when the final pass zeroes the whole payload of this
+        (non-first) fragment. Fragments must come in capture order, so in
+        increasing frame numbers.
+        """
+        delta = zeroing_delta(payload)
+        piece = (len(payload), delta)
+        datagram = self._datagram(key, timestamp_ns, fragment_offset, piece)
+
+        if fragment_offset == 0:
+            datagram.slots.append(len(self._numbers))
+            self._numbers.append(number)
+            self._deltas.append(datagram.delta)
+        if datagram.pieces.get(fragment_offset) != piece:
+            datagram.pieces[fragment_offset] = piece
+            datagram.covered += len(payload)
+            if zeroed and fragment_offset:
+                self._add_delta(datagram, delta)
+        if not more_fragments:
+            datagram.total = fragment_offset + len(payload)
+        if datagram.total is not None and datagram.covered >= datagram.total and 0 in datagram.pieces:
+            del self._open[key]
+
+    def delta(self, number: int) -> int:
+        """Return the checksum delta for the first fragment with frame number `number`, or 0."""
+        index = bisect.bisect_left(self._numbers, number)
+        if index < len(self._numbers) and self._numbers[index] == number:
+            return self._deltas[index]
+        return 0
+
+    def finish(self) -> None:
+        """End the scan: close the datagrams still open and log what was seen."""
+        self.closed_incomplete += len(self._open)
+        self._open.clear()
+        logger.debug(
+            "%d fragmented datagrams, %d with fragments missing or past the timeout",
+            self.datagrams,
+            self.closed_incomplete,
+        )
+
+    def _datagram(
+        self, key: DatagramKey, timestamp_ns: int, offset: int, piece: tuple[int, int]
+    ) -> _Datagram:
+        """Return the open datagram this fragment belongs to, opening a new one when needed."""
+        datagram = self._open.get(key)
+        if datagram is not None:
+            reused = offset in datagram.pieces and datagram.pieces[offset] != piece
+            if reused or abs(timestamp_ns - datagram.first_ns) > REASSEMBLY_TIMEOUT_NS:
+                del self._open[key]
+                self.closed_incomplete += 1
+                datagram = None
+        if datagram is None:
+            if len(self._open) >= MAX_OPEN_DATAGRAMS:
+                del self._open[next(iter(self._open))]
+                self.closed_incomplete += 1
+            datagram = self._open[key] = _Datagram(timestamp_ns)
+            self.datagrams += 1
+        return datagram
+
+    def _add_delta(self, datagram: _Datagram, delta: int) -> None:
+        datagram.delta = (datagram.delta + delta) % 0xFFFF
+        for slot in datagram.slots:
+            self._deltas[slot] = (self._deltas[slot] + delta) % 0xFFFF
