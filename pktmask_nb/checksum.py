@@ -59,6 +59,19 @@ def replacement_delta(old: bytes, new: bytes, *, odd: bool = False) -> int:
     return (~ones_complement_sum(old, odd=odd) & 0xFFFF) + ones_complement_sum(new, odd=odd)
 
 
+def zeroing_delta(old: bytes | memoryview, *, odd: bool = False) -> int:
+    """Return the RFC 1624 delta of replacing `old` by as many zero bytes, in 0..0xFFFE.
+
+    The result is congruent modulo 0xFFFF to `replacement_delta(old, zeros, odd=odd)`,
+    which is all that `adjust_checksum` depends on, and costs one big-integer
+    remainder. `odd` is as in `ones_complement_sum`.
+    """
+    residue = int.from_bytes(old) % 0xFFFF
+    if (len(old) + odd) % 2:
+        residue = residue * 256 % 0xFFFF  # the last byte is the high byte of its word
+    return -residue % 0xFFFF
+
+
 def swap_bytes(value: int) -> int:
     """Swap the bytes of a 16-bit value: moves a sum between even and odd word alignment (RFC 1071)."""
     return ((value & 0xFF) << 8) | (value >> 8)

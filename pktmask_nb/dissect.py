@@ -80,8 +80,8 @@ UDP_PORT_L2TP = 1701
 ICMP_ERROR_TYPES = frozenset((3, 4, 5, 11, 12))
 ICMPV6_ERROR_TYPES = frozenset((1, 2, 3, 4))
 
-# version/IHL, total length, flags/fragment offset, protocol
-_IPV4_FIELDS = struct.Struct("!BxHxxHxB")
+# version/IHL, total length, identification, flags/fragment offset, protocol
+_IPV4_FIELDS = struct.Struct("!BxHHHxB")
 _TCP_PORTS_SEQ = struct.Struct("!HHI")
 _UDP_PORTS = struct.Struct("!HH")
 
@@ -206,7 +206,9 @@ class _Walker:
             raise MalformedPacket(
                 f"IPv4 header cut short at offset {offset}: {max(end - offset, 0)} of 20 bytes"
             )
-        version_ihl, total_len, flags_fragment, protocol = _IPV4_FIELDS.unpack_from(data, offset)
+        version_ihl, total_len, identification, flags_fragment, protocol = _IPV4_FIELDS.unpack_from(
+            data, offset
+        )
         if version_ihl >> 4 != 4:
             raise MalformedPacket(f"IPv4 header at offset {offset} has version {version_ihl >> 4}")
         header_len = (version_ihl & 0x0F) * 4
@@ -230,6 +232,7 @@ class _Walker:
             bool(flags_fragment & 0x2000),
             offset + 12,
             offset + 16,
+            identification,
         )
         result = self.result
         result.ip_headers.append(ip)

@@ -36,6 +36,14 @@ class IPHeader:
     # an IPv6 routing header, or the source in an IPv6 Home Address option.
     pseudo_src_offset: int = -1
     pseudo_dst_offset: int = -1
+    # IPv4 Identification, or the IPv6 Fragment header's Identification (0 without one): with the
+    # addresses and the protocol it names the datagram that a fragment belongs to.
+    identification: int = 0
+
+    @property
+    def is_fragment(self) -> bool:
+        """True for any fragment of a fragmented datagram, first or not (not for an atomic fragment)."""
+        return self.more_fragments or self.fragment_offset != 0
 
     @property
     def address_len(self) -> int:

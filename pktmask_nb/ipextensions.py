@@ -100,6 +100,7 @@ def parse_ipv6_extension_headers(data: bytes, ip: IPHeader, address_fields: list
             fragment = int.from_bytes(data[pos + 2 : pos + 4])
             ip.fragment_offset = fragment & 0xFFF8
             ip.more_fragments = bool(fragment & 0x0001)
+            ip.identification = int.from_bytes(data[pos + 4 : pos + 8])
         elif next_header == IPPROTO_AH:
             length = (data[pos + 1] + 2) * 4
         else:

@@ -12,6 +12,7 @@ from pktmask_nb.checksum import (
     ones_complement_sum,
     replacement_delta,
     swap_bytes,
+    zeroing_delta,
 )
 
 
@@ -129,3 +130,27 @@ def test_odd_delta_is_byte_swapped_even_delta() -> None:
     even = fold(replacement_delta(old, new))
     odd = fold(replacement_delta(old, new, odd=True))
     assert odd % 0xFFFF == swap_bytes(even) % 0xFFFF
+
+
+@settings(max_examples=300)
+@given(case=buffers_with_edit())
+def test_zeroing_delta_keeps_checksum_valid(case) -> None:
+    buffer, checksum_at, start, new = case
+    end = start + len(new)
+    old = bytes(buffer[start:end])
+    buffer[start:end] = bytes(len(new))
+    assume(any(buffer[:checksum_at]) or any(buffer[checksum_at + 2 :]))
+
+    checksum = int.from_bytes(buffer[checksum_at : checksum_at + 2])
+    buffer[checksum_at : checksum_at + 2] = adjust_checksum(
+        checksum, zeroing_delta(old, odd=bool(start % 2))
+    ).to_bytes(2)
+    assert verifies(bytes(buffer))
+
+
+@settings(max_examples=300)
+@given(old=st.binary(max_size=64), odd=st.booleans(), checksum=st.integers(0, 0xFFFF))
+def test_zeroing_delta_updates_like_replacement_delta(old: bytes, odd: bool, checksum: int) -> None:
+    general = replacement_delta(old, bytes(len(old)), odd=odd)
+    assert 0 <= zeroing_delta(old, odd=odd) < 0xFFFF
+    assert adjust_checksum(checksum, zeroing_delta(old, odd=odd)) == adjust_checksum(checksum, general)

@@ -275,21 +275,35 @@ def test_ipv6_segment_routing_header() -> None:
 
 
 def test_ipv4_fragments() -> None:
-    first = IP(src="10.0.0.1", dst="10.0.0.2", flags="MF", frag=0, proto=6) / bytes(TCP(sport=1, dport=2))
-    later = IP(src="10.0.0.1", dst="10.0.0.2", frag=3, proto=6) / (b"y" * 24)
+    first = IP(src="10.0.0.1", dst="10.0.0.2", id=0xBEEF, flags="MF", frag=0, proto=6) / bytes(
+        TCP(sport=1, dport=2)
+    )
+    later = IP(src="10.0.0.1", dst="10.0.0.2", id=0xBEEF, frag=3, proto=6) / (b"y" * 24)
     d_first = dissect(bytes(Ether() / first), 1)
     d_later = dissect(bytes(Ether() / later), 1)
     assert d_first.ip_headers[0].more_fragments
     assert d_first.transport is not None
     assert d_later.ip_headers[0].fragment_offset == 24
     assert d_later.transport is None
+    assert d_first.ip_headers[0].identification == d_later.ip_headers[0].identification == 0xBEEF
+    assert d_first.ip_headers[0].is_fragment
+    assert d_later.ip_headers[0].is_fragment
 
 
 def test_ipv6_fragments() -> None:
-    frag = IPv6ExtHdrFragment(offset=10, m=1, nh=17)
+    frag = IPv6ExtHdrFragment(offset=10, m=1, nh=17, id=0x89ABCDEF)
     data = bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / frag / (b"u" * 32))
     ip = dissect(data, 1).ip_headers[0]
     assert (ip.fragment_offset, ip.more_fragments, ip.protocol, ip.header_len) == (80, True, 17, 48)
+    assert ip.identification == 0x89ABCDEF
+
+
+def test_atomic_fragment_is_no_fragment() -> None:
+    atomic = IPv6ExtHdrFragment(offset=0, m=0, nh=17, id=5)
+    data = bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / atomic / UDP(sport=1, dport=2))
+    ip = dissect(data, 1).ip_headers[0]
+    assert not ip.is_fragment
+    assert ip.identification == 5
 
 
 def test_neighbor_solicitation_target_and_mac() -> None:

@@ -416,29 +416,63 @@ def corpus_captures() -> list[str]:
     return [path.name for path in corpus_files()]
 
 
-# Zeroing the payload of a non-first fragment changes the sum that the
-# transport checksum in the first fragment covers, and that is not updated.
-FRAGMENTED_DATAGRAMS = {"cs_ip_frag_source.pcapng", "cs_ipv6_fragments.pcapng"}
+# IP reassembly on, so that the checksum of a fragmented datagram is checked over all its fragments.
+CHECKSUM_OPTIONS = [
+    "-o",
+    "ip.defragment:TRUE",
+    "-o",
+    "ipv6.defragment:TRUE",
+    "-o",
+    "tcp.check_checksum:TRUE",
+    "-o",
+    "udp.check_checksum:TRUE",
+]
+CHECKSUM_STATUS_FIELDS = [
+    "tcp.checksum.status",
+    "udp.checksum.status",
+    "icmp.checksum.status",
+    "icmpv6.checksum.status",
+]
+# Stored and computed checksum, whose difference is how wrong a checksum is.
+CHECKSUM_PAIRS = [("tcp.checksum", "tcp.checksum_calculated"), ("udp.checksum", "udp.checksum_calculated")]
 
 
-def bad_checksum_frames(path: Path) -> set[str]:
-    options = ["-o", "tcp.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"]
-    shown = "tcp.checksum.status==0 || udp.checksum.status==0 || icmp.checksum.status==0"
-    shown += " || icmpv6.checksum.status==0"
-    return {row[0] for row in run_tshark(path, ["frame.number"], [*options, "-Y", shown])}
+def checksum_report(path: Path) -> dict[str, tuple[bool, list[tuple[int, ...]]]]:
+    """frame number -> (some checksum is bad, how far each TCP/UDP checksum is from the computed one).
+
+    UDP checksums of zero ("none") are left out of the differences.
+    """
+    fields = ["frame.number", *CHECKSUM_STATUS_FIELDS, *(name for pair in CHECKSUM_PAIRS for name in pair)]
+    report = {}
+    for row in run_tshark(path, fields, CHECKSUM_OPTIONS):
+        statuses = ",".join(row[1 : 1 + len(CHECKSUM_STATUS_FIELDS)]).split(",")
+        values = row[1 + len(CHECKSUM_STATUS_FIELDS) :]
+        errors = []
+        for stored, computed in zip(values[::2], values[1::2], strict=True):
+            pairs = zip(stored.split(","), computed.split(","), strict=False) if stored and computed else []
+            errors.append(tuple((int(a, 16) - int(b, 16)) % 0xFFFF for a, b in pairs if int(a, 16)))
+        report[row[0]] = ("0" in statuses, errors)
+    return report
 
 
 @pytest.mark.parametrize("name", corpus_captures())
 def test_checksums_stay_as_correct_as_they_were(name, corpus_dir, tshark, tmp_path):
-    """A checksum tshark finds correct in the input is correct in the output, and wrong stays wrong."""
+    """A checksum correct in the input is correct in the output, also after IP reassembly.
+
+    A wrong one stays wrong by the same amount: the difference between the
+    stored and the computed TCP or UDP checksum is unchanged. (A TCP header
+    quoted in an ICMP error loses its checksum field to the zeroing, so its
+    difference is compared only where the output still has it.)
+    """
     source = corpus_dir / name
     target = tmp_path / ("masked" + source.suffix)
     Pipeline([MaskPayloads()], progress=False).run(source, target).close()
 
-    before, after = bad_checksum_frames(source), bad_checksum_frames(target)
+    before, after = checksum_report(source), checksum_report(target)
 
-    assert after >= before
-    if name in FRAGMENTED_DATAGRAMS:
-        assert len(read_frames(source)) == len(read_frames(target))
-    else:
-        assert after == before
+    assert len(before) == len(after) == len(read_frames(source))
+    assert {n for n, (bad, _) in after.items() if bad} == {n for n, (bad, _) in before.items() if bad}
+    for number, (_, errors) in before.items():
+        for error, error_after in zip(errors, after[number][1], strict=True):
+            if len(error) == len(error_after):
+                assert error_after == error, f"frame {number}"

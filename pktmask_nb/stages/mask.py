@@ -32,6 +32,7 @@ from pktmask_nb.dissect import (
     dissect,
 )
 from pktmask_nb.errors import CaptureError, UnparseablePacketError
+from pktmask_nb.fragments import DatagramKey, FragmentLedger
 from pktmask_nb.http import HttpHeadFinder, looks_like_http
 from pktmask_nb.packet import LINKTYPE_ETHERNET, Packet
 from pktmask_nb.seqspace import (
@@ -184,6 +185,7 @@ class MaskPayloads(Stage):
         )
         self.streams_ = StreamTable()
         self.pending_budget_ = PendingBudget()
+        self.fragments_ = FragmentLedger()
         self.scanned_ = False
 
     # -- first pass -----------------------------------------------------------
@@ -193,6 +195,9 @@ class MaskPayloads(Stage):
         segment = plain_tcp_segment(packet.data, packet.linktype)
         if segment is None:
             dissection = self._dissect(packet)
+            fragment = fragmented_header(dissection)
+            if fragment is not None:
+                self._scan_fragment(packet, fragment)
             if dissection.transport is None or dissection.transport.protocol != IPPROTO_TCP:
                 return
             segment = TcpSegment.from_transport(dissection.transport)
@@ -211,9 +216,23 @@ class MaskPayloads(Stage):
             stream.orderer = SegmentOrderer(stream.parser, start=start, budget=self.pending_budget_)
         stream.orderer.add(offset, payload)
 
+    def _scan_fragment(self, packet: Packet, fragment: IPHeader) -> None:
+        """Note what the final pass zeroes in a fragment, for the checksum in the first fragment."""
+        start, end = fragment_payload_span(fragment)
+        self.fragments_.add_fragment(
+            datagram_key(packet.data, fragment),
+            number=packet.number,
+            timestamp_ns=packet.timestamp_ns,
+            fragment_offset=fragment.fragment_offset,
+            payload=memoryview(packet.data)[start:end],
+            more_fragments=fragment.more_fragments,
+            zeroed=fragment.fragment_offset != 0,
+        )
+
     def finish_scan(self) -> None:
         """End every stream, count what was found and prepare for the final pass."""
         counters = self.counters_
+        self.fragments_.finish()
         for stream in self.streams_.streams():
             if stream.orderer is None:
                 continue
@@ -312,9 +331,25 @@ class MaskPayloads(Stage):
         self.counters_["other_bytes_zeroed"] += sum(end - start for start, end in other_spans)
 
         spans = tcp_spans + other_spans
-        if not spans:
+        extra_deltas = self._fragment_deltas(packet.number, dissection)
+        if not spans and not extra_deltas:
             return data
-        return zero_spans(data, spans, dissection.checksums)
+        return zero_spans(data, spans, dissection.checksums, extra_deltas=extra_deltas)
+
+    def _fragment_deltas(self, number: int, dissection: Dissection) -> dict[int, int]:
+        """Return checksum offset -> delta for the bytes zeroed in the other fragments of a first fragment."""
+        fragment = fragmented_header(dissection)
+        if fragment is None or fragment.fragment_offset != 0:
+            return {}
+        delta = self.fragments_.delta(number)
+        if not delta:
+            return {}
+        upper = fragment.offset + fragment.header_len
+        return {
+            checksum.offset: delta * 256 % 0xFFFF if (checksum.start - upper) % 2 else delta
+            for checksum in dissection.checksums
+            if checksum.start >= upper and checksum.end == fragment.total_end
+        }
 
     def _tcp_spans(self, packet: Packet, segment: TcpSegment) -> list[tuple[int, int]]:
         """Return the TCP payload bytes to zero, in frame offsets; count them.
@@ -386,11 +421,11 @@ class MaskPayloads(Stage):
             # NOTE: a tunnel whose inner frame is not IP (an Ethernet frame
             # with ARP or LLDP inside GRE or VXLAN) is left as it is.
             return []
-        # NOTE: for a non-first fragment, the transport checksum that covers
-        # these bytes sits in the first fragment and is not updated, so it
-        # turns wrong after reassembly.
+        # A non-first fragment: the checksum over these bytes, in the first
+        # fragment, is updated from what the scan pass found here.
+        # NOTE: this zeroes the rest of a UDP datagram that keep_udp_ports keeps in its first fragment.
         self.counters_["other_ip_payloads_zeroed"] += 1
-        return [(start, end)]
+        return [fragment_payload_span(innermost)]
 
     def _trailer_span(self, end: int, frame_len: int) -> list[tuple[int, int]]:
         """Zero what follows the outermost IP packet or ARP message: padding, trailers, FCS."""
@@ -520,13 +555,44 @@ def plain_tcp_segment(data: bytes, linktype: int) -> TcpSegment | None:
     return TcpSegment((src, dst, sport, dport), seq, syn, tcp_offset, payload_offset, ip_end, ip_end)
 
 
-def zero_spans(data: bytes, spans: list[tuple[int, int]], checksums: list[ChecksumField]) -> bytes:
+def fragmented_header(dissection: Dissection) -> IPHeader | None:
+    """Return the innermost IP header (not quoted in ICMP) that is a fragment, or None."""
+    for ip in reversed(dissection.ip_headers):
+        if not ip.quoted and ip.is_fragment:
+            return ip
+    return None
+
+
+def fragment_payload_span(fragment: IPHeader) -> tuple[int, int]:
+    """Return the frame offsets of a fragment's captured payload (for a first fragment, from the upper layer)."""
+    start = fragment.offset + fragment.header_len
+    return min(start, fragment.total_end), fragment.total_end
+
+
+def datagram_key(data: bytes, fragment: IPHeader) -> DatagramKey:
+    """Return (src, dst, protocol, identification) of a fragment; protocol 0 for IPv6 (RFC 8200 section 4.5)."""
+    size = fragment.address_len
+    src = data[fragment.src_offset : fragment.src_offset + size]
+    dst = data[fragment.dst_offset : fragment.dst_offset + size]
+    return src, dst, fragment.protocol if fragment.version == 4 else 0, fragment.identification
+
+
+def zero_spans(
+    data: bytes,
+    spans: list[tuple[int, int]],
+    checksums: list[ChecksumField],
+    *,
+    extra_deltas: dict[int, int] | None = None,
+) -> bytes:
     """Return `data` with the byte ranges `spans` zeroed and the checksums over them updated.
 
     `checksums` are listed outer first. They are updated inner first, so an
     outer checksum (a tunnel's UDP header) also accounts for the inner
-    checksum fields that changed. A UDP checksum of zero ("none") stays zero.
+    checksum fields that changed. `extra_deltas` maps a checksum field's
+    offset to an RFC 1624 delta to add for changes outside the frame (the
+    other fragments of a datagram). A UDP checksum of zero ("none") stays zero.
     """
+    extra_deltas = extra_deltas or {}
     zeroed = _merge(spans)
     frame = bytearray(data)
     for start, end in zeroed:
@@ -541,7 +607,7 @@ def zero_spans(data: bytes, spans: list[tuple[int, int]], checksums: list[Checks
         current = int.from_bytes(frame[checksum.offset : checksum.offset + 2], "big")
         if current == 0 and checksum.zero_means_none:
             continue
-        delta = 0
+        delta = extra_deltas.get(checksum.offset, 0)
         for start, end in changed:
             start, end = max(start, checksum.start), min(end, checksum.end)
             if start < end:
