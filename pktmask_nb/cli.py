@@ -100,6 +100,12 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep pcapng comments and free-text options (dropped by default: they can hold private data)",
     )
+    parser.add_argument(
+        "--format",
+        choices=("same", "pcap", "pcapng"),
+        default="same",
+        help="output file format (default: the input's); pcap needs one linktype in the whole capture",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -113,6 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         keep_comments=args.keep_comments,
         progress=not args.no_progress and sys.stderr.isatty(),
         monitor_memory=False,
+        output_format=args.format,
     )
     mappings = []
     for source, target in pairs:

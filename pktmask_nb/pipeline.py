@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
-from pktmask_nb.capture import open_reader, open_writer
+from pktmask_nb.capture import OUTPUT_FORMATS, open_reader, open_writer
 from pktmask_nb.errors import CaptureError, UnparseablePacketError
 from pktmask_nb.frame_index import FrameIndexWriter
 from pktmask_nb.memory import MemoryMonitor
@@ -43,6 +43,7 @@ class Pipeline:
     private bytes past the stage), "drop" leaves it out of the output and
     counts it. `keep_comments` keeps pcapng comments and free-text options,
     which are dropped by default. `progress` shows a tqdm bar per pass.
+    `output_format` is "same" (the input's format), "pcap" or "pcapng".
     `monitor_memory` samples the process's memory during the run into
     `result.memory`: True for a default `MemoryMonitor`, a `MemoryMonitor` to
     set its interval, limit and pressure callbacks, or False for none.
@@ -56,12 +57,14 @@ class Pipeline:
         keep_comments: bool = False,
         progress: bool = True,
         monitor_memory: bool | MemoryMonitor = True,
+        output_format: Literal["same", "pcap", "pcapng"] = "same",
     ) -> None:
         self.stages = stages
         self.on_unparseable = on_unparseable
         self.keep_comments = keep_comments
         self.progress = progress
         self.monitor_memory = monitor_memory
+        self.output_format = output_format
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor arguments as given, by name."""
@@ -71,6 +74,7 @@ class Pipeline:
             "keep_comments": self.keep_comments,
             "progress": self.progress,
             "monitor_memory": self.monitor_memory,
+            "output_format": self.output_format,
         }
 
     def __repr__(self) -> str:
@@ -97,6 +101,10 @@ class Pipeline:
         if self.on_unparseable not in UNPARSEABLE_CHOICES:
             raise ValueError(
                 f"Pipeline: on_unparseable must be one of {UNPARSEABLE_CHOICES}, not {self.on_unparseable!r}"
+            )
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ValueError(
+                f"Pipeline: output_format must be one of {OUTPUT_FORMATS}, not {self.output_format!r}"
             )
         for stage in self.stages:
             if not isinstance(stage, Stage):
@@ -230,7 +238,12 @@ class _FinalPass:
         self.capture_format = reader.format
         try:
             with atomic_output(target, owner) as fileobj, pipeline._progress(source, "write") as bar:
-                writer = open_writer(fileobj, reader, keep_comments=pipeline.keep_comments)
+                writer = open_writer(
+                    fileobj,
+                    reader,
+                    keep_comments=pipeline.keep_comments,
+                    output_format=pipeline.output_format,
+                )
                 for packet in reader:
                     data = self._process(packet)
                     if data is None:

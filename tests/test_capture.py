@@ -204,3 +204,41 @@ def test_output_opens_in_tshark_after_capinfos_check(tmp_path: Path, tshark: str
     info = subprocess.run(["capinfos", "-c", "-M", str(target)], capture_output=True, text=True, check=True)
 
     assert "Number of packets:   1" in info.stdout
+
+
+CONVERSIONS = [
+    ("ppp_nanosecs_big_endian.pcap", "pcapng"),
+    ("pktmask_tls_1_2_double_vlan.pcap", "pcapng"),
+    ("zeek_ssh-dups.pcap", "pcapng"),
+    ("cs_http_espn.pcapng", "pcap"),
+    ("cs_ipv6_fragments.pcapng", "pcap"),
+]
+
+
+@pytest.mark.parametrize(("name", "output_format"), CONVERSIONS)
+def test_format_conversion_keeps_packets(
+    corpus_dir: Path, tmp_path: Path, tshark: str, name: str, output_format: str
+) -> None:
+    source = corpus_dir / name
+    target = tmp_path / f"converted.{output_format}"
+
+    Pipeline([], progress=False, output_format=output_format).run(source, target).close()
+
+    info = subprocess.run(["capinfos", "-t", str(target)], capture_output=True, text=True, check=True)
+    file_type = info.stdout.splitlines()[-1]
+    assert file_type.endswith(f" - {output_format}"), file_type
+    fields = ["frame.time_epoch", "frame.len", "frame.cap_len", "frame.encap_type", "frame.md5_hash"]
+    md5 = ("-o", "frame.generate_md5_hash:TRUE")
+    assert tshark_fields(target, fields, *md5) == tshark_fields(source, fields, *md5)
+
+
+def test_pcap_output_rejects_mixed_linktypes(corpus_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "mixed.pcap"
+
+    with pytest.raises(CaptureError, match="pcap allows one per file") as caught:
+        Pipeline([], progress=False, output_format="pcap").run(
+            corpus_dir / "ppp_pcapng-example.pcapng", target
+        )
+
+    assert caught.value.packet_number is not None
+    assert not target.exists()

@@ -11,17 +11,18 @@ from __future__ import annotations
 import os
 from typing import BinaryIO
 
+from pktmask_nb.capture.convert import PcapFromPcapngWriter, PcapngFromPcapWriter
 from pktmask_nb.capture.pcap import PCAP_MAGICS, PcapReader, PcapWriter
 from pktmask_nb.capture.pcapng import PCAPNG_MAGIC, PcapngReader, PcapngWriter
 from pktmask_nb.errors import CaptureError
 
 Reader = PcapReader | PcapngReader
-Writer = PcapWriter | PcapngWriter
+Writer = PcapWriter | PcapngWriter | PcapFromPcapngWriter | PcapngFromPcapWriter
 
 # Read in large chunks: per-packet reads then come from the buffer.
 READ_BUFFER = 1 << 20
 
-__all__ = ["Reader", "Writer", "capture_format", "open_reader", "open_writer"]
+__all__ = ["OUTPUT_FORMATS", "Reader", "Writer", "capture_format", "open_reader", "open_writer"]
 
 
 def capture_format(path: str | os.PathLike[str]) -> str:
@@ -60,13 +61,26 @@ def open_reader(path: str | os.PathLike[str]) -> Reader:
         raise
 
 
-def open_writer(fileobj: BinaryIO, reader: Reader, *, keep_comments: bool = False) -> Writer:
-    """Return a writer for `fileobj` in the format of `reader`'s input.
+OUTPUT_FORMATS = ("same", "pcap", "pcapng")
+
+
+def open_writer(
+    fileobj: BinaryIO, reader: Reader, *, keep_comments: bool = False, output_format: str = "same"
+) -> Writer:
+    """Return a writer for `fileobj`, in the format of `reader`'s input unless `output_format` names another.
 
     With `keep_comments` false, pcapng comments and free-text options
     (hardware, OS, application, interface names and filters) are dropped.
     Classic pcap has no comments, so the option changes nothing there.
+    Raises ValueError for an `output_format` not in OUTPUT_FORMATS.
     """
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, not {output_format!r}")
+    wanted = reader.format if output_format == "same" else output_format
     if isinstance(reader, PcapReader):
+        if wanted == "pcapng":
+            return PcapngFromPcapWriter(fileobj, reader.interface)
         return PcapWriter(fileobj, reader.header)
+    if wanted == "pcap":
+        return PcapFromPcapngWriter(fileobj, path=reader.path)
     return PcapngWriter(fileobj, reader, keep_comments=keep_comments)
