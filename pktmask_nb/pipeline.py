@@ -8,6 +8,7 @@ reach it in the final pass. No packet is held in memory between passes.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -26,7 +27,7 @@ from pktmask_nb.output import atomic_output
 from pktmask_nb.packet import Packet
 from pktmask_nb.resources import ResourceOwner
 from pktmask_nb.result import RunResult, StageRun
-from pktmask_nb.stages.base import Stage
+from pktmask_nb.stages.base import Stage, params_equal
 
 logger = logging.getLogger(__name__)
 
@@ -79,16 +80,11 @@ class Pipeline:
 
     def __repr__(self) -> str:
         stages = ", ".join(repr(stage) for stage in self.stages)
-        defaults = {
-            "on_unparseable": "error",
-            "keep_comments": False,
-            "progress": True,
-            "monitor_memory": True,
-        }
+        signature = inspect.signature(type(self).__init__)
         options = [
             f"{name}={value!r}"
             for name, value in self.get_params().items()
-            if name != "stages" and value is not defaults[name] and value != defaults[name]
+            if name != "stages" and not params_equal(value, signature.parameters[name].default)
         ]
         return f"Pipeline([{stages}]{''.join(', ' + o for o in options)})"
 

@@ -71,7 +71,7 @@ class Stage:
         changed = {}
         for name, value in self.get_params().items():
             default = signature.parameters[name].default
-            if default is not inspect.Parameter.empty and _same(value, default):
+            if default is not inspect.Parameter.empty and params_equal(value, default):
                 continue
             changed[name] = "***" if name in self.secret_params and value is not None else value
         return changed
@@ -127,7 +127,7 @@ class Stage:
         """Release resources the stage holds. Idempotent."""
 
 
-def _same(value: Any, default: Any) -> bool:
+def params_equal(value: Any, default: Any) -> bool:
     try:
         return bool(value == default)
     except (TypeError, ValueError):
