@@ -1,4 +1,4 @@
-"""A compact set of 64-bit packet digests: 16 bytes of memory per member at most.
+"""A compact set of 64-bit packet digests: 16 to 32 bytes of memory per member.
 
 Python's `set` costs about 60 bytes per 64-bit int; a capture with millions
 of distinct packets would then need hundreds of MiB. This is an

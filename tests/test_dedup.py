@@ -74,7 +74,8 @@ def test_window_seconds_forgets_older_packets(tmp_path: Path) -> None:
 def test_span_copies_dropped_only_on_request(tmp_path: Path) -> None:
     inner = IP(src="10.0.0.1", dst="10.0.0.2", ttl=64) / TCP(seq=7) / b"payload"
     original = bytes(Ether() / Dot1Q(vlan=10) / inner)
-    copy = Ether() / Dot1Q(vlan=20) / IP(bytes(inner))
+    # Routed between the two VLANs: new MAC addresses and a lower TTL.
+    copy = Ether(src="02:00:00:00:00:fe", dst="02:00:00:00:00:01") / Dot1Q(vlan=20) / IP(bytes(inner))
     copy[IP].ttl = 63
     del copy[IP].chksum
     copy_bytes = bytes(copy)

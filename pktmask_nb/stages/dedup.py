@@ -27,7 +27,8 @@ class Deduplicate(Stage):
     """Drop a packet whose captured bytes equal an earlier packet's; keep the first.
 
     Packets are compared by a 64-bit BLAKE2b digest of their captured bytes,
-    kept in a compact table: memory is 8 to 16 bytes per distinct packet.
+    kept in a compact table that is a quarter to half full: memory is 16 to
+    32 bytes per distinct packet.
     Two different packets share a digest with probability about n**2 / 2**65
     for n distinct packets (5e-8 for 1.4 million); the later one would then
     be dropped. `window_packets` compares only with the last N packets kept and
@@ -35,9 +36,11 @@ class Deduplicate(Stage):
     memory on long captures (like `editcap -D N` and `editcap -w T`).
 
     With `ignore_span_differences`, packets that differ only in 802.1Q/802.1ad
-    tags, the IPv4 TTL and header checksum, or the IPv6 hop limit count as
-    duplicates: a SPAN port that copies one packet from two VLANs produces
-    such pairs. Only Ethernet and raw IP linktypes are normalized this way.
+    tags, the IPv4 TTL and header checksum, the IPv6 hop limit and the
+    Ethernet addresses count as duplicates. A SPAN session that mirrors two
+    VLANs copies a routed packet twice: before the router and after it, where
+    the router has decremented the TTL and rewritten both MAC addresses. Only
+    Ethernet and raw IP linktypes are normalized this way.
     """
 
     name = "dedup"
@@ -119,13 +122,13 @@ class Deduplicate(Stage):
 
 
 def _span_normalized(data: bytes, linktype: int) -> bytes:
-    """Return `data` without VLAN tags and with TTL/hop limit and IPv4 header checksum zeroed."""
+    """Return `data` without MAC addresses and VLAN tags, with TTL/hop limit and IPv4 header checksum zeroed."""
     if linktype == LINKTYPE_ETHERNET:
         pos = 12
         while data[pos : pos + 2] in VLAN_TPIDS:
             pos += 4
         ethertype = data[pos : pos + 2]
-        head = data[:12] + ethertype
+        head = ethertype
         ip = data[pos + 2 :]
     elif linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
         head = b""
