@@ -24,6 +24,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from pktmask_nb.checksum import zeroing_delta
+from pktmask_nb.dissection import Dissection, IPHeader
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,22 @@ class FragmentLedger:
         if datagram.total is not None and datagram.covered >= datagram.total and 0 in datagram.pieces:
             del self._open[key]
 
+    def add_frame(self, data: bytes, fragment: IPHeader, *, number: int, timestamp_ns: int) -> None:
+        """Note the fragment whose IP header `dissect` found in frame `data`; see `add_fragment`.
+
+        The final pass zeroes the payload of every fragment but the first.
+        """
+        start, end = fragment_payload_span(fragment)
+        self.add_fragment(
+            datagram_key(data, fragment),
+            number=number,
+            timestamp_ns=timestamp_ns,
+            fragment_offset=fragment.fragment_offset,
+            payload=memoryview(data)[start:end],
+            more_fragments=fragment.more_fragments,
+            zeroed=fragment.fragment_offset != 0,
+        )
+
     def delta(self, number: int) -> int:
         """Return the checksum delta for the first fragment with frame number `number`, or 0."""
         index = bisect.bisect_left(self._numbers, number)
@@ -147,3 +164,53 @@ class FragmentLedger:
         datagram.delta = (datagram.delta + delta) % 0xFFFF
         for slot in datagram.slots:
             self._deltas[slot] = (self._deltas[slot] + delta) % 0xFFFF
+
+
+def fragmented_header(dissection: Dissection) -> IPHeader | None:
+    """Return the innermost IP header (not quoted in ICMP) that is a fragment, or None."""
+    for ip in reversed(dissection.ip_headers):
+        if not ip.quoted and ip.is_fragment:
+            return ip
+    return None
+
+
+def fragment_payload_span(fragment: IPHeader) -> tuple[int, int]:
+    """Return the frame offsets of a fragment's captured payload (for a first fragment, from the upper layer)."""
+    start = fragment.offset + fragment.header_len
+    return min(start, fragment.total_end), fragment.total_end
+
+
+def datagram_key(data: bytes, fragment: IPHeader) -> DatagramKey:
+    """Return (src, dst, protocol, identification) of a fragment; protocol 0 for IPv6.
+
+    RFC 8200 section 4.5 names an IPv6 datagram by addresses and
+    identification only, and the next header of a later fragment is not the
+    upper-layer protocol when extension headers follow the Fragment header.
+    """
+    size = fragment.address_len
+    src = data[fragment.src_offset : fragment.src_offset + size]
+    dst = data[fragment.dst_offset : fragment.dst_offset + size]
+    return src, dst, fragment.protocol if fragment.version == 4 else 0, fragment.identification
+
+
+def first_fragment_deltas(ledger: FragmentLedger, number: int, dissection: Dissection) -> dict[int, int]:
+    """Return checksum field offset -> delta for a first fragment, from the ledger's scan of the others.
+
+    The delta goes to every checksum whose covered bytes start in the
+    fragment's upper layer and run to the fragment's end, because those
+    bytes continue in the later fragments. That is the transport checksum,
+    and also an inner one when the datagram carries a tunnel. Other frames
+    get an empty dict.
+    """
+    fragment = fragmented_header(dissection)
+    if fragment is None or fragment.fragment_offset != 0:
+        return {}
+    delta = ledger.delta(number)
+    if not delta:
+        return {}
+    upper = fragment.offset + fragment.header_len
+    return {
+        checksum.offset: delta * 256 % 0xFFFF if (checksum.start - upper) % 2 else delta
+        for checksum in dissection.checksums
+        if checksum.start >= upper and checksum.end == fragment.total_end
+    }

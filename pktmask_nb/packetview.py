@@ -7,10 +7,11 @@ in the output, and what masking decided for the payload (kept byte ranges,
 TLS records). Only the current packet is held in memory, so a view of the
 first thousand packets of a 200 MB capture reads only those packets.
 
-The masking decisions come from the run's `MaskPayloads` stage, which keeps
-its per-direction plans after the run. That stage saw each packet as the
-stages before it left it: when `AnonymizeIPs` ran first, its flows are named
-by anonymized addresses, translated here through the anonymization mapping.
+The masking decisions come from the run's `MaskPayloads` stage, which
+explains after the run what it kept and zeroed in each packet
+(`MaskPayloads.explain`). That stage saw each packet as the stages before it
+left it: when `AnonymizeIPs` ran first, its flows are named by anonymized
+addresses, translated here through the anonymization mapping.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from typing import TYPE_CHECKING
 
 from pktmask_nb.capture import open_reader
 from pktmask_nb.dissect import Dissection, MalformedPacket, Transport, UnsupportedLinktype, dissect
-from pktmask_nb.errors import CaptureError
+from pktmask_nb.errors import CaptureError, UnparseablePacketError
 from pktmask_nb.hexdump import RecordMark
+from pktmask_nb.maskreport import MaskedStream, PacketMasking
 from pktmask_nb.packet import Packet
-from pktmask_nb.seqspace import DirectionStream, FlowKey, format_flow
+from pktmask_nb.seqspace import FlowKey, format_flow
 from pktmask_nb.stages.mask import MaskPayloads, PayloadPlan
 
 if TYPE_CHECKING:
@@ -100,8 +102,8 @@ class PacketView:
     non-IP frames the bytes after the link header; `payload_after` is None
     when the run dropped the frame. `kept` lists the [start, end) payload
     ranges masking kept, empty when it zeroed everything, and None where
-    this view does not know (masking of payloads other than TCP and UDP,
-    dropped frames). `records` are the TLS records overlapping the payload.
+    this view does not know (dropped frames, and frames masking cannot
+    explain). `records` are the TLS records overlapping the payload.
     """
 
     frame: int
@@ -153,7 +155,7 @@ class MaskQuery:
             and self.translation
             and names.index("anonymize") < names.index(self.mask.name)
         )
-        self._streams: dict[FlowKey, list[DirectionStream]] | None = None
+        self._streams: dict[FlowKey, list[MaskedStream]] | None = None
 
     def output_label(self, label: FlowLabel) -> FlowLabel | None:
         """Return the flow as the output names it; None when an address is not in the mapping."""
@@ -183,30 +185,34 @@ class MaskQuery:
             logger.debug("no masking plan: %s", error)
             return None
 
-    def locate(self, key: FlowKey, seq: int, *, syn: bool) -> tuple[DirectionStream, int] | None:
+    def locate(self, key: FlowKey, seq: int, *, syn: bool) -> tuple[MaskedStream, int] | None:
         """Return the masking stream of a TCP segment of the original flow `key` and its stream offset."""
         if self.mask is None:
             return None
         try:
-            return self.mask.streams_.find(self.mask_key(key), seq, syn=syn)
+            return self.mask.stream_at(self.mask_key(key), seq, syn=syn)
         except LookupError:
             return None
 
-    def udp_kept(self, transport: Transport) -> bool:
-        """Return True when masking keeps this UDP payload (or did not run)."""
+    def explain(self, packet: Packet) -> PacketMasking | None:
+        """Return what masking did to an input packet; None without a masking stage or a scanned stream."""
         if self.mask is None:
-            return True
-        ports = self.mask.udp_ports_
-        return transport.sport in ports or transport.dport in ports
+            return None
+        addresses = self.translation if self.mask_saw_anonymized else None
+        try:
+            return self.mask.explain(packet, addresses=addresses)
+        except (LookupError, UnparseablePacketError) as error:
+            logger.debug("frame %d: no masking explanation: %s", packet.number, error)
+            return None
 
-    def streams(self, key: FlowKey) -> list[DirectionStream]:
+    def streams(self, key: FlowKey) -> list[MaskedStream]:
         """Return the masking stage's streams of the original flow direction `key`, oldest first."""
         if self.mask is None:
             return []
         if self._streams is None:
             self._streams = {}
-            for stream in self.mask.streams_.streams():
-                self._streams.setdefault(stream.key, []).append(stream)
+            for stream in self.mask.streams():
+                self._streams.setdefault(stream.flow, []).append(stream)
         return self._streams.get(self.mask_key(key), [])
 
 
@@ -306,42 +312,36 @@ def build_view(packet: Packet, out_packet: Packet | None, query: MaskQuery) -> P
     transport = dissection.transport
     if transport is None:
         view.protocol = _non_transport_protocol(dissection)
-        view.kept = [(0, end - start)] if query.mask is None else None
-        return view
-
-    view.flow = flow_label(transport)
-    view.protocol = view.flow.protocol
-    view.out_flow = query.output_label(view.flow)
-    if transport.protocol == IPPROTO_UDP:
-        view.kept = [(0, end - start)] if query.udp_kept(transport) else []
     else:
-        view.seq = transport.seq
-        view.tcp_flags = transport.flags
-        _add_tcp_plan(view, transport, query)
+        view.flow = flow_label(transport)
+        view.protocol = view.flow.protocol
+        view.out_flow = query.output_label(view.flow)
+        if transport.protocol == IPPROTO_TCP:
+            view.seq = transport.seq
+            view.tcp_flags = transport.flags
+    _add_masking(view, packet, (start, end), transport, query)
     if out_packet is None:
         view.kept = None
     return view
 
 
-def _add_tcp_plan(view: PacketView, transport: Transport, query: MaskQuery) -> None:
-    length = len(view.payload)
+def _add_masking(
+    view: PacketView, packet: Packet, span: tuple[int, int], transport: Transport | None, query: MaskQuery
+) -> None:
+    """Fill in what masking kept of the payload at frame offsets `span`, and the TLS records."""
+    start, end = span
     if query.mask is None:
-        view.kept = [(0, length)]
+        view.kept = [(0, end - start)]
         return
-    if length == 0:
-        view.kept = []
+    masking = query.explain(packet)
+    if masking is None:
         return
-    plan = query.tcp_plan(transport, length)
-    if plan is None:
-        return
-    view.plan = plan
-    view.kept = list(plan.kept)
-    view.records = [
-        RecordMark(record.start - plan.stream_offset, record.content_type, record.length)
-        for record in plan.records
-    ]
+    view.kept = [(a - start, b - start) for a, b in masking.kept]
+    view.records = [RecordMark(r.frame_offset - start, r.content_type, r.length) for r in masking.records]
     if view.records:
         view.protocol = "TLS"
+    if transport is not None and transport.protocol == IPPROTO_TCP and end > start:
+        view.plan = query.tcp_plan(transport, end - start)
 
 
 def payload_span(dissection: Dissection, frame_len: int) -> tuple[int, int]:

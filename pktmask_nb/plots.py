@@ -18,9 +18,9 @@ from matplotlib.patches import Patch
 
 from pktmask_nb.display import summary_frame
 from pktmask_nb.hexdump import TLS_TYPE_COLOURS
+from pktmask_nb.maskreport import MaskedStream
 from pktmask_nb.packetview import MaskQuery, iter_packet_views
-from pktmask_nb.seqspace import DirectionStream
-from pktmask_nb.tls import CONTENT_TYPE_NAMES, TlsRecord, TlsRecordFinder
+from pktmask_nb.tls import CONTENT_TYPE_NAMES, TlsRecord
 
 if TYPE_CHECKING:
     from pktmask_nb.result import RunResult
@@ -47,7 +47,7 @@ class MaskingMap:
     """
 
     flow: str
-    stream: DirectionStream
+    stream: MaskedStream
     segments: list[tuple[int, int, int]] = field(default_factory=list)
     retransmissions: list[tuple[int, int, int]] = field(default_factory=list)
     gaps: list[tuple[int, int]] = field(default_factory=list)
@@ -73,7 +73,7 @@ def masking_map(result: RunResult, flow: str, *, connection: int = 0) -> Masking
             continue
         streams = streams or query.streams(label.key)
         located = query.locate(label.key, view.seq, syn=bool(view.tcp_flags & TCP_SYN))
-        if located is not None and 0 <= connection < len(streams) and located[0] is streams[connection]:
+        if located is not None and 0 <= connection < len(streams) and located[0] == streams[connection]:
             segments.append((located[1], len(view.payload), view.frame))
     if not streams or not 0 <= connection < len(streams):
         raise ValueError(f"no TCP payload of connection {connection} in flow {flow!r}; see result.flows()")
@@ -136,17 +136,17 @@ def plot_masking_map(result: RunResult, flow: str, *, connection: int = 0, ax: A
         linewidth=0.5,
     )
 
-    records = stream.parser.records() if isinstance(stream.parser, TlsRecordFinder) else []
+    records = stream.records()
     for content_type, colour in TLS_TYPE_COLOURS.items():
         spans = [(r.start, r.end - r.start) for r in records if r.content_type == content_type]
         ax.broken_barh(spans, (1.6, 0.8), facecolors=colour, edgecolors="white", linewidth=0.5)
 
-    kept = _kept_spans(stream, end)
+    kept = stream.kept(0, end)
     ax.broken_barh([(0, end)], (0.6, 0.8), facecolors=ZEROED_COLOUR)
     ax.broken_barh([(a, b - a) for a, b in kept], (0.6, 0.8), facecolors=KEPT_COLOUR)
     for start, stop in chart.gaps:
         ax.axvspan(start, stop, color=GAP_COLOUR, zorder=0)
-    trusted_until = None if stream.parser is None else stream.parser.trusted_until
+    trusted_until = stream.trusted_until
     if trusted_until is not None:
         ax.axvline(trusted_until, color="black", linestyle="--", linewidth=1)
 
@@ -162,11 +162,6 @@ def plot_masking_map(result: RunResult, flow: str, *, connection: int = 0, ax: A
         fontsize=8,
     )
     return ax
-
-
-def _kept_spans(stream: DirectionStream, end: int) -> list[tuple[int, int]]:
-    parser = stream.parser
-    return [] if parser is None else parser.kept.overlapping(0, end)
 
 
 def _map_legend(records: list[TlsRecord], chart: MaskingMap, trusted_until: int | None) -> list:

@@ -118,20 +118,25 @@ class SegmentOrderer:
 
     def add(self, offset: int, payload: bytes) -> None:
         """Take the captured payload of a segment that starts at stream offset `offset`."""
-        if self.parser.done or not payload:
-            self._drop_pending()
+        if self.parser.done:
+            if self._pending_offsets:
+                self._drop_pending()
             return
-        if self.delivered is None:
-            self.delivered = offset
+        if not payload:
+            return
+        delivered = self.delivered
+        if delivered is None:
+            delivered = self.delivered = offset
 
-        if offset + len(payload) <= self.delivered:
+        if offset + len(payload) <= delivered:
             return
-        if offset > self.delivered:
+        if offset > delivered:
             self._hold(offset, payload)
             return
 
         self._deliver(offset, payload)
-        self._drain()
+        if self._pending_offsets:
+            self._drain()
 
     def finish(self) -> None:
         """Deliver what still waits, reporting the holes before it, and end the stream."""
@@ -228,10 +233,11 @@ class SpanList:
 
     def overlapping(self, start: int, end: int) -> list[tuple[int, int]]:
         """Return the parts of the spans that fall inside [start, end), in order."""
+        starts, ends = self.starts, self.ends
+        index = bisect.bisect_right(ends, start)
         found = []
-        index = bisect.bisect_right(self.ends, start)
-        while index < len(self.starts) and self.starts[index] < end:
-            found.append((max(self.starts[index], start), min(self.ends[index], end)))
+        while index < len(starts) and starts[index] < end:
+            found.append((max(starts[index], start), min(ends[index], end)))
             index += 1
         return found
 
@@ -246,6 +252,26 @@ class SpanList:
 FlowKey = tuple[bytes, bytes, int, int]
 """One direction of a TCP connection: source address, destination address, sport, dport."""
 
+PackedFlow = bytes
+"""A `FlowKey` as one bytes object: the addresses, then sport and dport as 16-bit big-endian.
+
+These are the bytes of a plain IPv4 or IPv6 TCP frame from the source
+address to the destination port, so a fast parser takes them with one slice.
+"""
+
+
+def pack_flow(flow: FlowKey) -> PackedFlow:
+    """Return `flow` as a `PackedFlow`."""
+    src, dst, sport, dport = flow
+    return src + dst + sport.to_bytes(2) + dport.to_bytes(2)
+
+
+def unpack_flow(packed: PackedFlow) -> FlowKey:
+    """Return the `FlowKey` of a `PackedFlow`."""
+    size = (len(packed) - 4) // 2
+    ports = packed[2 * size :]
+    return packed[:size], packed[size : 2 * size], int.from_bytes(ports[:2]), int.from_bytes(ports[2:])
+
 
 @dataclass(slots=True, eq=False)
 class DirectionStream:
@@ -256,7 +282,7 @@ class DirectionStream:
     `parser` and `orderer` are set by the stage that scans the stream's payload.
     """
 
-    key: FlowKey
+    key: PackedFlow
     base: int
     syn_seen: bool
     parser: StreamParser | None = None
@@ -269,11 +295,13 @@ class DirectionStream:
 class _Direction:
     streams: list[DirectionStream] = field(default_factory=list)
     cursor: int = -1
+    # The stream at `cursor`, None before the first segment of a pass.
+    current: DirectionStream | None = None
     near: int = 0
 
 
 class StreamTable:
-    """Map (flow key, seq) to a `DirectionStream` and a stream offset, pass after pass.
+    """Map (packed flow, seq) to a `DirectionStream` and a stream offset, pass after pass.
 
     A SYN whose ISN differs from the current stream's starts a new stream on
     the same key (port reuse). The first pass creates streams; `rewind()`
@@ -282,42 +310,59 @@ class StreamTable:
     """
 
     def __init__(self) -> None:
-        self._directions: dict[FlowKey, _Direction] = {}
+        self._directions: dict[PackedFlow, _Direction] = {}
 
     def locate(
-        self, key: FlowKey, seq: int, *, syn: bool, payload_len: int, create: bool
+        self, key: PackedFlow, seq: int, syn: bool, payload_len: int, *, create: bool = False
     ) -> tuple[DirectionStream, int]:
         """Return the stream of a segment and the stream offset of its first payload byte.
 
-        With `create` false, a segment that would start a stream the first
-        pass did not create raises LookupError.
+        `syn` is the segment's SYN flag and `payload_len` its captured payload
+        length. The first pass sets `create`; in later passes, a segment that
+        would start a stream the first pass did not create raises LookupError.
+        The arguments are positional in the per-packet callers, which is cheaper.
         """
         payload_seq = (seq + 1) % SEQ_MODULUS if syn else seq
         direction = self._directions.get(key)
         if direction is None:
             if not create:
-                raise LookupError(f"no stream was scanned for {format_flow(key)}")
+                raise LookupError(f"no stream was scanned for {format_flow(unpack_flow(key))}")
             direction = self._directions[key] = _Direction()
+        stream = direction.current
+        if stream is None or (syn and payload_seq != stream.base):
+            stream = self._next_stream(direction, key, seq, syn=syn, create=create)
 
-        if direction.cursor < 0 or (syn and payload_seq != direction.streams[direction.cursor].base):
-            direction.cursor += 1
-            direction.near = 0
-            if direction.cursor == len(direction.streams):
-                if not create:
-                    raise LookupError(f"no stream was scanned for {format_flow(key)} at {seq}")
-                direction.streams.append(DirectionStream(key, payload_seq, syn))
-        stream = direction.streams[direction.cursor]
-
-        offset = unwrap_seq(payload_seq, base=stream.base, near=direction.near)
+        # unwrap_seq, inline: this runs for every segment with payload, in both passes.
+        offset = (payload_seq - stream.base) % SEQ_MODULUS
+        near = direction.near
+        if offset - near > _HALF_SEQ_SPACE or near - offset >= _HALF_SEQ_SPACE:
+            offset += (near - offset + _HALF_SEQ_SPACE) // SEQ_MODULUS * SEQ_MODULUS
         if payload_len:
-            direction.near = max(direction.near, offset)
-            stream.end = max(stream.end, offset + payload_len)
+            if offset > near:
+                direction.near = offset
+            if offset + payload_len > stream.end:
+                stream.end = offset + payload_len
         return stream, offset
+
+    def _next_stream(
+        self, direction: _Direction, key: PackedFlow, seq: int, *, syn: bool, create: bool
+    ) -> DirectionStream:
+        """Move `direction` to its next stream, which starts at the segment with `seq`; create it in the first pass."""
+        direction.cursor += 1
+        direction.near = 0
+        if direction.cursor == len(direction.streams):
+            if not create:
+                raise LookupError(f"no stream was scanned for {format_flow(unpack_flow(key))} at {seq}")
+            payload_seq = (seq + 1) % SEQ_MODULUS if syn else seq
+            direction.streams.append(DirectionStream(key, payload_seq, syn))
+        direction.current = direction.streams[direction.cursor]
+        return direction.current
 
     def rewind(self) -> None:
         """Prepare for a pass that sees the same packets again, from the first."""
         for direction in self._directions.values():
             direction.cursor = -1
+            direction.current = None
             direction.near = 0
 
     def streams(self) -> Iterator[DirectionStream]:
@@ -325,7 +370,12 @@ class StreamTable:
         for direction in self._directions.values():
             yield from direction.streams
 
-    def find(self, key: FlowKey, seq: int, *, syn: bool = False) -> tuple[DirectionStream, int]:
+    def streams_of(self, key: PackedFlow) -> list[DirectionStream]:
+        """Return the streams of one flow key, one per connection, oldest first (empty if none)."""
+        direction = self._directions.get(key)
+        return list(direction.streams) if direction else []
+
+    def find(self, key: PackedFlow, seq: int, *, syn: bool = False) -> tuple[DirectionStream, int]:
         """Return the stream holding `seq` on `key` and its stream offset, after all passes.
 
         When a key carried several connections, the last stream whose scanned
@@ -337,7 +387,7 @@ class StreamTable:
             offset = unwrap_seq(payload_seq, base=stream.base, near=stream.end // 2)
             if 0 <= offset <= stream.end:
                 return stream, offset
-        raise LookupError(f"no stream of {format_flow(key)} holds seq {seq}")
+        raise LookupError(f"no stream of {format_flow(unpack_flow(key))} holds seq {seq}")
 
 
 def format_flow(key: FlowKey) -> str:

@@ -95,16 +95,14 @@ class TlsRecordFinder:
         self.verdict = StreamVerdict.COMPLETE
         # First stream offset that is zeroed because trust ended; None while trusted.
         self.trusted_until: int | None = None
+        # True once trust ended: a plain attribute, as `SegmentOrderer` reads it for every segment.
+        self.done = False
         self.stream_end = start
         self._next_header = start
         self._carry = b""
         self._starts = array("q")
         self._types = array("B")
         self._lengths = array("H")
-
-    @property
-    def done(self) -> bool:
-        return self.trusted_until is not None
 
     def feed(self, offset: int, data: bytes) -> None:
         if self.done:
@@ -179,6 +177,7 @@ class TlsRecordFinder:
     def _stop(self, at: int, verdict: StreamVerdict) -> None:
         self.trusted_until = at
         self.verdict = verdict
+        self.done = True
         self._carry = b""
 
     # -- queries after the scan --------------------------------------------

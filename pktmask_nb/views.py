@@ -15,7 +15,6 @@ import pandas as pd
 from pktmask_nb.hexdump import RecordMark, hex_preview
 from pktmask_nb.packetview import FlowLabel, MaskQuery, PacketView, iter_packet_views
 from pktmask_nb.seqspace import StreamVerdict
-from pktmask_nb.tls import TlsRecordFinder
 
 if TYPE_CHECKING:
     from pktmask_nb.result import RunResult
@@ -112,8 +111,8 @@ def payloads_frame(
     the payload ('…' marks one that started before or ends after it), and
     `tls_types` the content types of those that end in it, as Wireshark
     assigns reassembled records to frames. `kept` and `zeroed` count payload
-    bytes. They are <NA> for dropped frames, and, when masking ran, for
-    payloads other than TCP and UDP.
+    bytes. They are <NA> for dropped frames and for frames masking cannot
+    explain (a TCP segment of a stream its scan did not see).
 
     `flow` keeps the packets of one flow, named as in the `flow` column
     ('src:sport -> dst:dport', one direction) or as a conversation
@@ -123,8 +122,6 @@ def payloads_frame(
     (None for all). `before` and `after` show the first `max_hex_bytes`
     payload bytes in hex. Raises ValueError for a bad `frames` or `limit`.
     """
-    # NOTE: MaskPayloads keeps no per-packet record of what it zeroed in ICMP,
-    # other IP protocols, trailers and non-IP frames, so those rows show <NA>.
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be a row count or None, got {limit!r}")
     first, last = frame_bounds(frames)
@@ -296,13 +293,11 @@ def _stream_summary(query: MaskQuery, label: FlowLabel) -> tuple[int, str | None
     verdicts = []
     zeroed_from = None
     for stream in query.streams(label.key):
-        parser = stream.parser
-        if parser is None:
-            continue
-        if isinstance(parser, TlsRecordFinder):
-            records += len(parser)
-        verdicts.append(parser.verdict)
-        if zeroed_from is None and parser.trusted_until is not None:
-            zeroed_from = parser.trusted_until
+        if stream.verdict is None:
+            continue  # no payload in this connection
+        records += stream.tls_records
+        verdicts.append(stream.verdict)
+        if zeroed_from is None and stream.trusted_until is not None:
+            zeroed_from = stream.trusted_until
     verdict = next((v.value for v in _VERDICT_ORDER if v in verdicts), None)
     return records, verdict, zeroed_from

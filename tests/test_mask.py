@@ -374,7 +374,7 @@ def test_reused_port_pair_starts_a_new_stream_at_its_syn():
 
 def test_fast_path_equals_dissect_on_the_corpus(corpus_dir):
     from pktmask_nb.dissect import dissect
-    from pktmask_nb.stages.mask import TcpSegment, plain_tcp_segment
+    from pktmask_nb.fastpath import TcpSegment, plain_tcp_segment
 
     checked = 0
     for path in sorted(corpus_dir.glob("*.pcap*")):

@@ -43,9 +43,10 @@ import pytest
 
 from pktmask_nb import Pipeline
 from pktmask_nb.capture import open_reader
+from pktmask_nb.maskreport import MaskedStream
 from pktmask_nb.seqspace import SEQ_MODULUS, StreamVerdict
 from pktmask_nb.stages.mask import MaskPayloads
-from pktmask_nb.tls import HEADER_LEN, TlsRecordFinder
+from pktmask_nb.tls import HEADER_LEN
 
 TLS_CAPTURES = [
     "pktmask_google-https-cachedlink_plus_sitelink.pcap",
@@ -185,12 +186,12 @@ def keep_mask(spans: list[tuple[int, int]], offset: int, length: int) -> np.ndar
     return mask
 
 
-def stage_finders(stage: MaskPayloads) -> dict[tuple[int, int, int], TlsRecordFinder]:
-    """(sport, dport, raw seq of stream offset 0) -> the stage's finder for that stream."""
+def stage_finders(stage: MaskPayloads) -> dict[tuple[int, int, int], MaskedStream]:
+    """(sport, dport, raw seq of stream offset 0) -> the stage's TLS stream there."""
     return {
-        (stream.key[2], stream.key[3], stream.base): stream.parser
-        for stream in stage.streams_.streams()
-        if isinstance(stream.parser, TlsRecordFinder)
+        (stream.flow[2], stream.flow[3], stream.base): stream
+        for stream in stage.streams()
+        if stream.protocol == "tls"
     }
 
 

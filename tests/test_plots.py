@@ -36,7 +36,7 @@ def test_masking_map_segments_and_gaps(gap_result):
     assert [(offset, length) for offset, length, _ in chart.segments] == captured
     assert [(offset, length) for offset, length, _ in chart.retransmissions] == [(105, 205)]
     assert chart.gaps == [GAP]
-    assert chart.stream.parser.trusted_until == GAP[0]
+    assert chart.stream.trusted_until == GAP[0]
 
     anonymized = gap_result.payloads(flow=SERVER_FLOW, limit=1)["out_flow"].iloc[0]
     assert masking_map(gap_result, anonymized).segments == chart.segments

@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pktmask_nb.seqspace import SEQ_MODULUS, PendingBudget, SegmentOrderer, StreamVerdict, unwrap_seq
+from pktmask_nb.seqspace import (
+    SEQ_MODULUS,
+    PendingBudget,
+    SegmentOrderer,
+    StreamTable,
+    StreamVerdict,
+    pack_flow,
+    unpack_flow,
+    unwrap_seq,
+)
 from pktmask_nb.tls import (
     ALERT,
     APPLICATION_DATA,
@@ -305,3 +314,51 @@ def test_shared_budget_bounds_the_bytes_waiting_in_all_directions():
     assert finders[0].verdict is StreamVerdict.COMPLETE
     assert finders[1].verdict is StreamVerdict.GAP
     assert finders[1].trusted_until == 55
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    isn=st.integers(0, SEQ_MODULUS - 1),
+    steps=st.lists(
+        st.one_of(st.integers(-70_000, 1500), st.integers(1 << 28, 1 << 30)), min_size=1, max_size=40
+    ),
+    lengths=st.lists(st.integers(0, 1500), min_size=40, max_size=40),
+)
+def test_stream_table_unwraps_like_unwrap_seq(isn, steps, lengths):
+    """Offsets from `locate`, across wraparounds and with old retransmissions, follow unwrap_seq."""
+    table = StreamTable()
+    flow = pack_flow((bytes(4), bytes((1, 2, 3, 4)), 40000, 443))
+    table.locate(flow, isn, True, 0, create=True)
+    near = 0
+    position = 0
+    for step, length in zip(steps, lengths, strict=False):
+        position = max(0, position + step)
+        seq = (isn + 1 + position) % SEQ_MODULUS
+        stream, offset = table.locate(flow, seq, False, length, create=True)
+
+        assert offset == unwrap_seq(seq, base=(isn + 1) % SEQ_MODULUS, near=near)
+        assert stream.base == (isn + 1) % SEQ_MODULUS
+        if length:
+            near = max(near, offset)
+
+
+def test_second_pass_walks_the_same_streams():
+    table = StreamTable()
+    flow = pack_flow((bytes(4), bytes((1, 2, 3, 4)), 40000, 443))
+    segments = [(1000, True, 0), (1001, False, 100), (5000, True, 0), (5001, False, 10), (5011, False, 50)]
+    first = [table.locate(flow, seq, syn, length, create=True) for seq, syn, length in segments]
+    table.rewind()
+    second = [table.locate(flow, seq, syn, length) for seq, syn, length in segments]
+
+    assert second == first
+    assert [offset for _, offset in first] == [0, 0, 0, 0, 10]
+    assert len(table.streams_of(flow)) == 2
+    with pytest.raises(LookupError):
+        table.locate(flow, 9000, True, 0)
+
+
+@pytest.mark.parametrize("size", [4, 16])
+def test_packed_flow_round_trip(size):
+    flow = (bytes(range(size)), bytes(range(100, 100 + size)), 1, 65535)
+    assert unpack_flow(pack_flow(flow)) == flow
+    assert len(pack_flow(flow)) == 2 * size + 4
