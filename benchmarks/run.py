@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -84,7 +85,7 @@ def main() -> None:
                 build_capture(CORPUS, capture, size * 1_000_000)
             seconds = {}
             for name in args.configs.split(","):
-                figures = run_config(capture, work / "out.pcap", *CONFIGS[name])
+                figures = run_config(capture, work / f"out-{os.getpid()}.pcap", *CONFIGS[name])
                 seconds[name] = figures["seconds"]
                 rate = figures["packets"] / figures["seconds"]
                 print(
