@@ -20,6 +20,11 @@ CLIENT, SERVER = "192.0.2.1", "198.51.100.7"
 CLIENT_ISN, SERVER_ISN = 1000, 500_000
 
 
+def ether() -> Ether:
+    """An Ethernet header with fixed addresses, so that scapy never resolves a neighbor to fill them in."""
+    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
 def record(content_type: int, length: int) -> bytes:
     body = bytes((content_type * 31 + i * 7) % 253 + 1 for i in range(length))
     return bytes([content_type, 3, 3]) + length.to_bytes(2, "big") + body
@@ -29,13 +34,13 @@ def client_segment(stream: bytes, start: int, end: int, *, isn: int = CLIENT_ISN
     """A client-to-server frame with stream bytes [start, end), seq counted from ISN + 1."""
     seq = (isn + 1 + start) % 2**32
     tcp = TCP(sport=40000, dport=443, seq=seq, ack=SERVER_ISN + 1, flags="PA")
-    return bytes(Ether() / IP(src=CLIENT, dst=SERVER) / tcp / Raw(stream[start:end]))
+    return bytes(ether() / IP(src=CLIENT, dst=SERVER) / tcp / Raw(stream[start:end]))
 
 
 def handshake_frames(*, isn: int = CLIENT_ISN) -> list[bytes]:
-    syn = Ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=40000, dport=443, seq=isn, flags="S")
+    syn = ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=40000, dport=443, seq=isn, flags="S")
     syn_ack = (
-        Ether()
+        ether()
         / IP(src=SERVER, dst=CLIENT)
         / TCP(sport=443, dport=40000, seq=SERVER_ISN, ack=isn + 1, flags="SA")
     )
@@ -206,7 +211,7 @@ def test_http_heads_kept_across_segments_and_bodies_zeroed():
 
 def test_icmp_error_quoting_tls_bytes_is_zeroed():
     quoted = IPerror(src=CLIENT, dst=SERVER) / TCPerror(sport=40000, dport=443, seq=1) / Raw(record(23, 40))
-    error = Ether() / IP(src="203.0.113.9", dst=CLIENT) / ICMP(type=3, code=4) / quoted
+    error = ether() / IP(src="203.0.113.9", dst=CLIENT) / ICMP(type=3, code=4) / quoted
     frame = bytes(error)
 
     stage, out = mask([frame])
@@ -224,7 +229,7 @@ def test_icmp_error_quoting_tls_bytes_is_zeroed():
 
 def udp_frame(payload: bytes, *, dport: int = 5000, chksum: int | None = None) -> bytes:
     udp = UDP(sport=33000, dport=dport) if chksum is None else UDP(sport=33000, dport=dport, chksum=chksum)
-    return bytes(Ether() / IP(src=CLIENT, dst=SERVER) / udp / Raw(payload))
+    return bytes(ether() / IP(src=CLIENT, dst=SERVER) / udp / Raw(payload))
 
 
 def test_udp_payloads_zeroed_unless_kept():
@@ -272,7 +277,7 @@ def test_wrong_tcp_checksum_stays_wrong_by_the_same_amount():
 
 def test_non_ip_frames_and_trailers_are_zeroed():
     lldp = bytes(Ether(dst="01:80:c2:00:00:0e", type=0x88CC) / Raw(b"\x02\x07\x04secret-chassis"))
-    arp = bytes(Ether() / ARP(psrc=CLIENT, pdst=SERVER) / Raw(b"leaked memory!!!!!"))
+    arp = bytes(ether() / ARP(psrc=CLIENT, pdst=SERVER) / Raw(b"leaked memory!!!!!"))
 
     stage, out = mask([lldp, arp])
 

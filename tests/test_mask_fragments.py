@@ -45,17 +45,22 @@ STATUS_FIELDS = [
 ]
 
 
+def ether() -> Ether:
+    """An Ethernet header with fixed addresses, so that scapy never resolves a neighbor to fill them in."""
+    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
 def noise(length: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(length)
 
 
 def ipv4_fragments(l4, *, ident: int, size: int = 64) -> list[bytes]:
-    return [bytes(Ether() / frag) for frag in fragment(IP(src=SRC4, dst=DST4, id=ident) / l4, fragsize=size)]
+    return [bytes(ether() / frag) for frag in fragment(IP(src=SRC4, dst=DST4, id=ident) / l4, fragsize=size)]
 
 
 def ipv6_fragments(l4, *, ident: int, size: int = 120) -> list[bytes]:
     packet = IPv6(src=SRC6, dst=DST6) / IPv6ExtHdrFragment(id=ident) / l4
-    return [bytes(Ether() / frag) for frag in fragment6(packet, size)]
+    return [bytes(ether() / frag) for frag in fragment6(packet, size)]
 
 
 def with_checksum(frames: list[bytes], offset: int, value: int) -> list[bytes]:
@@ -165,14 +170,16 @@ def test_checksum_correct_after_reassembly(case, first_last, tmp_path, tshark):
     assert set(residues(frames).values()) == {0}
     assert residues(out) == residues(frames)
     later = [parse_fragment(frame)[3] for frame in out if parse_fragment(frame)[1] > 0]
-    assert later and all(not any(payload) for payload in later), "payload of later fragments zeroed"
-    before = tshark_statuses(tmp_path, frames, "before.pcap")
-    assert tshark_statuses(tmp_path, out, "after.pcap") == before
-    assert any("1" in statuses for statuses in before)
+    assert later
+    assert all(not any(payload) for payload in later), "payload of later fragments zeroed"
+    statuses = [
+        status for frame in tshark_statuses(tmp_path, out, "after.pcap") for status in frame if status
+    ]
+    assert statuses == ["1"], "tshark reassembles one datagram and finds its checksum correct"
 
 
 @pytest.mark.parametrize("case", ["ipv4-udp", "ipv4-icmp-echo", "ipv6-udp", "ipv6-icmpv6-echo"])
-def test_wrong_checksum_stays_wrong_by_the_same_amount(case, tmp_path):
+def test_wrong_checksum_keeps_its_error(case, tmp_path):
     frames = CASES[case]()
     offset = {"ipv4-udp": 40, "ipv4-icmp-echo": 36, "ipv6-udp": 68, "ipv6-icmpv6-echo": 64}[case]
     stored = int.from_bytes(frames[0][offset : offset + 2])
@@ -195,7 +202,7 @@ def test_udp_zero_checksum_stays_zero(case, tmp_path):
     assert out[0][offset : offset + 2] == b"\0\0"
 
 
-def test_reused_identification_and_duplicate_fragments(tmp_path):
+def test_reused_id_and_duplicate_fragments(tmp_path):
     """Two datagrams with the same identification, the first with a fragment captured twice."""
     first = ipv4_fragments(UDP(sport=5000, dport=6000) / Raw(noise(300, 6)), ident=77)
     second = ipv4_fragments(UDP(sport=5000, dport=6000) / Raw(noise(300, 7)), ident=77)
@@ -209,7 +216,7 @@ def test_reused_identification_and_duplicate_fragments(tmp_path):
     assert residues(out_a) == residues(out_b) == {(4, 77): 0}
 
 
-def test_datagram_opened_again_after_the_timeout():
+def test_timeout_starts_new_datagram():
     ledger = FragmentLedger()
     payload = noise(64, 8)
     key = (b"\x01" * 4, b"\x02" * 4, 17, 5)
