@@ -34,13 +34,14 @@ DatagramKey = tuple[bytes, bytes, int, int]
 # A fragment that arrives this long after the first fragment seen of its datagram starts a new
 # datagram that reuses the identification. RFC 8200 section 4.5 abandons reassembly after 60 s.
 REASSEMBLY_TIMEOUT_NS = 60 * 1_000_000_000
-# At most this many datagrams wait for more fragments. Past that, the oldest one is closed as it is.
+# At most this many datagrams are remembered, complete or not. Past that, the oldest one is
+# forgotten as it is: its later fragments, if any, then start a datagram of their own.
 MAX_OPEN_DATAGRAMS = 16_384
 
 
 @dataclass(slots=True)
 class _Datagram:
-    """The fragments seen so far of one datagram, while more may come."""
+    """The fragments seen so far of one datagram."""
 
     first_ns: int
     # fragment offset -> (captured payload length, delta of zeroing it): a fragment seen
@@ -52,6 +53,10 @@ class _Datagram:
     covered: int = 0
     total: int | None = None
 
+    @property
+    def complete(self) -> bool:
+        return self.total is not None and self.covered >= self.total and 0 in self.pieces
+
 
 class FragmentLedger:
     """The checksum deltas that zeroing the non-first fragments makes, per first fragment.
@@ -61,15 +66,20 @@ class FragmentLedger:
     the first fragment with that frame number, at even alignment relative to
     the transport header, or 0.
 
-    Memory: 10 bytes per first fragment whose datagram had bytes zeroed in
-    other fragments, kept until the end of the run, plus the datagrams still
-    open (at most `MAX_OPEN_DATAGRAMS`, each a few hundred bytes).
+    A fragment seen again (same offset, length and bytes) is a duplicate,
+    even after its datagram is complete. Any other fragment for the offset
+    of a fragment already seen, or for a complete datagram, starts a new
+    datagram that reuses the identification.
+
+    Memory: 10 bytes per first fragment, kept until the end of the run, plus
+    the datagrams remembered (at most `MAX_OPEN_DATAGRAMS`, each a few
+    hundred bytes).
     """
 
     def __init__(self) -> None:
         self._numbers = array("Q")
         self._deltas = array("H")
-        self._open: dict[DatagramKey, _Datagram] = {}
+        self._datagrams: dict[DatagramKey, _Datagram] = {}
         self.datagrams = 0
         self.closed_incomplete = 0
 
@@ -98,15 +108,14 @@ class FragmentLedger:
             datagram.slots.append(len(self._numbers))
             self._numbers.append(number)
             self._deltas.append(datagram.delta)
-        if datagram.pieces.get(fragment_offset) != piece:
-            datagram.pieces[fragment_offset] = piece
-            datagram.covered += len(payload)
-            if zeroed and fragment_offset:
-                self._add_delta(datagram, delta)
+        if datagram.pieces.get(fragment_offset) == piece:
+            return  # a duplicate
+        datagram.pieces[fragment_offset] = piece
+        datagram.covered += len(payload)
+        if zeroed and fragment_offset:
+            self._add_delta(datagram, delta)
         if not more_fragments:
             datagram.total = fragment_offset + len(payload)
-        if datagram.total is not None and datagram.covered >= datagram.total and 0 in datagram.pieces:
-            del self._open[key]
 
     def add_frame(self, data: bytes, fragment: IPHeader, *, number: int, timestamp_ns: int) -> None:
         """Note the fragment whose IP header `dissect` found in frame `data`; see `add_fragment`.
@@ -132,9 +141,9 @@ class FragmentLedger:
         return 0
 
     def finish(self) -> None:
-        """End the scan: close the datagrams still open and log what was seen."""
-        self.closed_incomplete += len(self._open)
-        self._open.clear()
+        """End the scan: forget the datagrams and log what was seen."""
+        self.closed_incomplete += sum(not datagram.complete for datagram in self._datagrams.values())
+        self._datagrams.clear()
         logger.debug(
             "%d fragmented datagrams, %d with fragments missing or past the timeout",
             self.datagrams,
@@ -144,21 +153,24 @@ class FragmentLedger:
     def _datagram(
         self, key: DatagramKey, timestamp_ns: int, offset: int, piece: tuple[int, int]
     ) -> _Datagram:
-        """Return the open datagram this fragment belongs to, opening a new one when needed."""
-        datagram = self._open.get(key)
+        """Return the datagram this fragment belongs to, starting a new one when needed."""
+        datagram = self._datagrams.get(key)
         if datagram is not None:
-            reused = offset in datagram.pieces and datagram.pieces[offset] != piece
+            seen = datagram.pieces.get(offset)
+            duplicate = seen == piece
+            reused = (seen is not None or datagram.complete) and not duplicate
             if reused or abs(timestamp_ns - datagram.first_ns) > REASSEMBLY_TIMEOUT_NS:
-                del self._open[key]
-                self.closed_incomplete += 1
+                self._forget(key)
                 datagram = None
         if datagram is None:
-            if len(self._open) >= MAX_OPEN_DATAGRAMS:
-                del self._open[next(iter(self._open))]
-                self.closed_incomplete += 1
-            datagram = self._open[key] = _Datagram(timestamp_ns)
+            if len(self._datagrams) >= MAX_OPEN_DATAGRAMS:
+                self._forget(next(iter(self._datagrams)))
+            datagram = self._datagrams[key] = _Datagram(timestamp_ns)
             self.datagrams += 1
         return datagram
+
+    def _forget(self, key: DatagramKey) -> None:
+        self.closed_incomplete += not self._datagrams.pop(key).complete
 
     def _add_delta(self, datagram: _Datagram, delta: int) -> None:
         datagram.delta = (datagram.delta + delta) % 0xFFFF
