@@ -36,7 +36,7 @@ DatagramKey = tuple[bytes, bytes, int, int]
 REASSEMBLY_TIMEOUT_NS = 60 * 1_000_000_000
 # At most this many datagrams are remembered, complete or not. Past that, the oldest one is
 # forgotten as it is: its later fragments, if any, then start a datagram of their own.
-MAX_OPEN_DATAGRAMS = 16_384
+MAX_DATAGRAMS = 16_384
 
 
 @dataclass(slots=True)
@@ -72,7 +72,7 @@ class FragmentLedger:
     datagram that reuses the identification.
 
     Memory: 10 bytes per first fragment, kept until the end of the run, plus
-    the datagrams remembered (at most `MAX_OPEN_DATAGRAMS`, each a few
+    the datagrams remembered (at most `MAX_DATAGRAMS`, each a few
     hundred bytes).
     """
 
@@ -163,7 +163,7 @@ class FragmentLedger:
                 self._forget(key)
                 datagram = None
         if datagram is None:
-            if len(self._datagrams) >= MAX_OPEN_DATAGRAMS:
+            if len(self._datagrams) >= MAX_DATAGRAMS:
                 self._forget(next(iter(self._datagrams)))
             datagram = self._datagrams[key] = _Datagram(timestamp_ns)
             self.datagrams += 1

@@ -241,8 +241,8 @@ def test_timeout_starts_new_datagram():
     assert ledger.datagrams == 2
 
 
-def test_open_datagrams_are_bounded(monkeypatch):
-    monkeypatch.setattr("pktmask_nb.fragments.MAX_OPEN_DATAGRAMS", 100)
+def test_remembered_datagrams_are_bounded(monkeypatch):
+    monkeypatch.setattr("pktmask_nb.fragments.MAX_DATAGRAMS", 100)
     ledger = FragmentLedger()
     for ident in range(1000):
         key = (b"\x01" * 4, b"\x02" * 4, 17, ident)
