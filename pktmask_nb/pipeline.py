@@ -182,7 +182,7 @@ class Pipeline:
         try:
             with self._progress(source, f"{scanner.name}: scan") as bar:
                 for packet in reader:
-                    if _transform(before, packet, drop_unparseable=True) is not None:
+                    if not before or _transform(before, packet, drop_unparseable=True) is not None:
                         self._scan_one(scanner, packet)
                     if packet.number % PROGRESS_EVERY == 0:
                         bar.update(reader.tell() - bar.n)
