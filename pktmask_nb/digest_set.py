@@ -15,7 +15,7 @@ REHASH_CHUNK = 1 << 16
 
 
 class DigestSet:
-    """Set of non-zero 64-bit integers; `add` tells whether the value was new."""
+    """Set of non-zero 64-bit integers; `add` returns whether the value was new."""
 
     def __init__(self) -> None:
         self._table = np.zeros(INITIAL_SLOTS, dtype=np.uint64)

@@ -23,7 +23,7 @@ WRITE_BUFFER = 1 << 20
 
 
 def partial_path(final: Path) -> Path:
-    """A hidden name beside `final` for the file being written."""
+    """Return a hidden name beside `final` for the file being written."""
     return final.with_name(f".{final.name}.partial-{secrets.token_hex(4)}")
 
 

@@ -106,7 +106,7 @@ class PcapngReader:
                 raise self._error("the file ends inside a block header")
 
             if head[:4] == PCAPNG_MAGIC:
-                # The byte-order magic after the length tells how to read the length.
+                # The byte-order magic after the length gives the byte order of the length.
                 bom = read(4)
                 order = self._byte_order(bom)
                 block_type = SHB
