@@ -16,6 +16,14 @@ import struct
 from typing import NamedTuple
 
 from pktmask_nb.dissection import Transport
+from pktmask_nb.linklayer import LINKTYPES_RAW
+from pktmask_nb.packet import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+)
 from pktmask_nb.seqspace import PackedFlow, pack_flow
 
 logger = logging.getLogger(__name__)
@@ -27,12 +35,9 @@ _ETHERTYPE_VLAN = b"\x81\x00"
 # UDP ports whose payload `dissect` follows as a tunnel (VXLAN, Geneve, L2TP).
 _TUNNEL_PORTS = frozenset((4789, 6081, 1701))
 
-_LINKTYPE_ETHERNET = 1
-_LINKTYPE_LINUX_SLL = 113
-_LINKTYPE_LINUX_SLL2 = 276
-_LINKTYPES_RAW = frozenset((101, 12, 14, 228, 229))
+_LINKTYPES_RAW = LINKTYPES_RAW | {LINKTYPE_IPV4, LINKTYPE_IPV6}
 # Raw IP linktypes: 228 and 229 fix the version, the others name it by the first nibble.
-_RAW_FIXED = {228: _ETHERTYPE_IPV4, 229: _ETHERTYPE_IPV6}
+_RAW_FIXED = {LINKTYPE_IPV4: _ETHERTYPE_IPV4, LINKTYPE_IPV6: _ETHERTYPE_IPV6}
 _RAW_ETHERTYPES = {b"\x45": _ETHERTYPE_IPV4, **{bytes((0x60 | low,)): _ETHERTYPE_IPV6 for low in range(16)}}
 
 # IPv4: version/IHL, total length, flags/fragment offset, protocol.
@@ -91,7 +96,7 @@ def plain_tcp_segment(data: bytes, linktype: int) -> tuple | None:
     would make `dissect` raise returns None.
     """
     size = len(data)
-    if linktype != _LINKTYPE_ETHERNET or size < _ETHERNET_IPV4_TCP.size:
+    if linktype != LINKTYPE_ETHERNET or size < _ETHERNET_IPV4_TCP.size:
         return None
     ethertype, version_ihl, ip_len, fragment, protocol, seq, offset_byte, flags = (
         _ETHERNET_IPV4_TCP.unpack_from(data)
@@ -161,16 +166,16 @@ def plain_layout(data: bytes, linktype: int) -> PlainLayout | None:
     (UDP not on a tunnel port). The transport checksum field must lie inside
     both the captured bytes and the IP packet.
     """
-    if linktype == _LINKTYPE_ETHERNET:
+    if linktype == LINKTYPE_ETHERNET:
         ethertype = data[12:14]
         ip_offset = 14
         if ethertype == _ETHERTYPE_VLAN:
             ethertype = data[16:18]
             ip_offset = 18
-    elif linktype == _LINKTYPE_LINUX_SLL:
+    elif linktype == LINKTYPE_LINUX_SLL:
         ethertype = data[14:16]
         ip_offset = 16
-    elif linktype == _LINKTYPE_LINUX_SLL2:
+    elif linktype == LINKTYPE_LINUX_SLL2:
         ethertype = data[0:2]
         ip_offset = 20
     elif linktype in _LINKTYPES_RAW:

@@ -1,9 +1,8 @@
 """The frame index of a run: where each input packet went in the output.
 
 Entry i (0-based) is the 1-based output frame number of input frame i + 1,
-or 0 when a stage dropped it. The index is written to a temp file in chunks
-so that it costs no memory per packet, and read back with numpy when a
-notebook asks for per-packet views.
+or 0 when a stage dropped it. The index is written to a temp file in chunks,
+so it costs no memory per packet. Per-packet views read it back with numpy.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ class FrameIndexWriter:
             self._file.close()
 
     def read(self) -> np.ndarray:
-        """The whole index as a read-only memory map (numbers for input frames 1..N)."""
+        """Return the whole index as a read-only memory map (entries for input frames 1..N)."""
         if self.count == 0:
             return np.zeros(0, dtype=np.uint32)
         return np.memmap(self.path, dtype=np.uint32, mode="r", shape=(self.count,))

@@ -11,6 +11,17 @@ from __future__ import annotations
 import logging
 
 from pktmask_nb.dissection import MalformedPacket, UnsupportedLinktype
+from pktmask_nb.packet import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IEEE802_11_RADIOTAP,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
+    LINKTYPE_RAW,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +39,8 @@ ETHERTYPE_IPV6 = 0x86DD
 ETHERTYPE_ARP = 0x0806
 LLC_SNAP = b"\xaa\xaa\x03"
 
-LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_IEEE802_11_RADIOTAP = 127
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
 # LINKTYPE_RAW, and DLT_RAW as 12 (most BSDs) and 14 (OpenBSD) in older files.
-LINKTYPES_RAW = frozenset((101, 12, 14))
+LINKTYPES_RAW = frozenset((LINKTYPE_RAW, 12, 14))
 
 # Linux SLL protocol values below 0x0600 are not ethertypes: 0x0004 means 802.2 LLC.
 SLL_PROTOCOL_LLC = 0x0004

@@ -255,7 +255,7 @@ class _FinalPass:
         finally:
             reader.close()
         self.frame_index.close()
-        self.skipped_blocks = dict(getattr(reader, "skipped_blocks", {}))
+        self.skipped_blocks = dict(reader.skipped_blocks)
 
     def _process(self, packet: Packet) -> bytes | None:
         """Run one packet through every stage; None when a stage drops it."""

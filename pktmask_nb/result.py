@@ -1,8 +1,8 @@
 """`RunResult`: what a pipeline run did, per stage and per packet.
 
-The result keeps the input and output paths and a frame index (input frame
-number to output frame number) on disk, so per-packet before/after views of
-a large capture are read from the files on demand instead of held in memory.
+The result keeps the input and output paths and, on disk, a frame index
+from input to output frame numbers. Per-packet before/after views of a large
+capture are then read from the files on demand, not held in memory.
 """
 
 from __future__ import annotations

@@ -387,7 +387,7 @@ class StreamTable:
             offset = unwrap_seq(payload_seq, base=stream.base, near=stream.end // 2)
             if 0 <= offset <= stream.end:
                 return stream, offset
-        raise LookupError(f"no stream of {format_flow(unpack_flow(key))} holds seq {seq}")
+        raise LookupError(f"no stream of {format_flow(unpack_flow(key))} contains seq {seq}")
 
 
 def format_flow(key: FlowKey) -> str:

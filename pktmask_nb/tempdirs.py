@@ -151,9 +151,9 @@ def _held_adopted_paths(folder: Path) -> list[Path] | None:
 def remove_process_dir() -> None:
     """Remove this process's folder, unregistered files included, and drop its lock.
 
-    Called at interpreter exit after every owner has cleaned up. Never raises:
-    a failure is logged, and the next sweep of another process retries once
-    this process has ended.
+    Called at interpreter exit after every owner has cleaned up. A failure to
+    remove the folder (OSError) is logged, not raised, and the next sweep of
+    another process retries once this process has ended.
     """
     with _own.lock:
         path, lock_fd = _own.path, _own.lock_fd
@@ -199,8 +199,8 @@ def sweep_stale() -> list[Path]:
     A folder is stale when its lock is free, so a live process's folder is
     never removed. The package calls this on import. The cost is one
     `scandir` plus one `open` and non-blocking `flock` per process folder.
-    Never raises: a folder that cannot be removed is logged as a warning and
-    tried again by the next sweep.
+    File-system errors are not raised: a folder that cannot be removed is
+    logged as a warning and tried again by the next sweep.
     """
     removed = []
     for entry in _scan_user_root():

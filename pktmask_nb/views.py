@@ -137,19 +137,13 @@ def payloads_frame(
     return _payload_frame(rows)
 
 
+def _flow_fields(label: FlowLabel) -> tuple:
+    """The flow columns of a row: text, protocol, direction, src, sport, dst, dport."""
+    return (label.text, label.protocol, label.direction, label.src, label.sport, label.dst, label.dport)
+
+
 def _payload_row(view: PacketView, max_hex_bytes: int) -> tuple:
-    flow_fields: tuple = (None,) * 7
-    if view.flow is not None:
-        label = view.flow
-        flow_fields = (
-            label.text,
-            label.protocol,
-            label.direction,
-            label.src,
-            label.sport,
-            label.dst,
-            label.dport,
-        )
+    flow_fields = (None,) * 7 if view.flow is None else _flow_fields(view.flow)
     after = None
     if view.payload_after is not None:
         after = hex_preview(view.payload_after, max_bytes=max_hex_bytes)
@@ -264,13 +258,7 @@ def _flow_row(entry: _FlowTotals, query: MaskQuery) -> tuple:
     if label.protocol == "TCP" and query.mask is not None:
         tls_records, verdict, zeroed_from = _stream_summary(query, label)
     return (
-        label.text,
-        label.protocol,
-        label.direction,
-        label.src,
-        label.sport,
-        label.dst,
-        label.dport,
+        *_flow_fields(label),
         None if entry.out_label is None else entry.out_label.text,
         entry.packets,
         entry.packets_out,

@@ -32,3 +32,17 @@ def tshark_fields(path: Path, fields: list[str], *extra: str) -> list[list[str]]
         command += ["-e", field]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return [line.split("\t") for line in output.splitlines()]
+
+
+# tshark options that validate TCP and UDP checksums after IP reassembly, so that the
+# checksum of a fragmented datagram is checked over all its fragments.
+CHECKSUM_OPTIONS = [
+    "-o",
+    "ip.defragment:TRUE",
+    "-o",
+    "ipv6.defragment:TRUE",
+    "-o",
+    "tcp.check_checksum:TRUE",
+    "-o",
+    "udp.check_checksum:TRUE",
+]

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus_tools import CHECKSUM_OPTIONS
 
 from pktmask_nb import Pipeline
 from pktmask_nb.capture import open_reader
@@ -417,17 +418,6 @@ def corpus_captures() -> list[str]:
     return [path.name for path in corpus_files()]
 
 
-# IP reassembly on, so that the checksum of a fragmented datagram is checked over all its fragments.
-CHECKSUM_OPTIONS = [
-    "-o",
-    "ip.defragment:TRUE",
-    "-o",
-    "ipv6.defragment:TRUE",
-    "-o",
-    "tcp.check_checksum:TRUE",
-    "-o",
-    "udp.check_checksum:TRUE",
-]
 CHECKSUM_STATUS_FIELDS = [
     "tcp.checksum.status",
     "udp.checksum.status",

@@ -24,19 +24,10 @@ from pktmask_nb.capture import open_reader
 from pktmask_nb.fragments import FragmentLedger
 from pktmask_nb.stages.mask import MaskPayloads
 from tests.capture_builders import pcap_bytes
+from tests.corpus_tools import CHECKSUM_OPTIONS
 
 SRC4, DST4 = "192.0.2.10", "198.51.100.20"
 SRC6, DST6 = "2001:db8::10", "2001:db8:1::20"
-CHECKSUM_OPTIONS = [
-    "-o",
-    "ip.defragment:TRUE",
-    "-o",
-    "ipv6.defragment:TRUE",
-    "-o",
-    "tcp.check_checksum:TRUE",
-    "-o",
-    "udp.check_checksum:TRUE",
-]
 STATUS_FIELDS = [
     "tcp.checksum.status",
     "udp.checksum.status",

@@ -1,9 +1,10 @@
 """Streaming readers and writers for pcap and pcapng files.
 
 `open_reader(path)` detects the format from the magic number and returns a
-reader that yields one `Packet` at a time. `open_writer` returns the writer
-that keeps the input's format: pcap stays pcap with the same resolution,
-byte order and linktype; pcapng keeps one interface block per input interface.
+reader that yields one `Packet` at a time. `open_writer` returns a writer
+that keeps the input's format by default. pcap stays pcap with the same
+resolution, byte order and linktype, and pcapng keeps one interface block per
+input interface.
 """
 
 from __future__ import annotations

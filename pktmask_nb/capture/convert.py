@@ -3,7 +3,7 @@
 The pipeline writes the input's format by default; these serve users who ask
 for the other one. pcap has one linktype and one timestamp resolution for the
 whole file, so a pcapng input converts only when all its interfaces share a
-linktype; timestamps are written in nanoseconds, which is exact for every
+linktype. Timestamps are written in nanoseconds, which is exact for every
 decimal resolution up to 1 ns.
 """
 

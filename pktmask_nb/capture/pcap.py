@@ -2,7 +2,7 @@
 
 A 24-byte file header (magic, version, thiszone, sigfigs, snaplen, linktype)
 is followed by records of a 16-byte header (ts_sec, ts_frac, incl_len,
-orig_len) and incl_len captured bytes. The magic number tells the byte order
+orig_len) and incl_len captured bytes. The magic number gives the byte order
 and whether ts_frac counts microseconds (0xA1B2C3D4) or nanoseconds (0xA1B23C4D).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -67,6 +68,8 @@ class PcapReader:
         )
         self.interfaces = [self.interface]
         self.format = "pcap"
+        # pcap has no blocks to skip; the attribute matches PcapngReader's.
+        self.skipped_blocks: Counter[str] = Counter()
 
     def _read_file_header(self) -> PcapHeader:
         raw = self._file.read(FILE_HEADER_LEN)

@@ -30,8 +30,8 @@ class Deduplicate(Stage):
     kept in a compact table that is a quarter to half full: memory is 16 to
     32 bytes per distinct packet.
     Two different packets share a digest with probability about n**2 / 2**65
-    for n distinct packets (5e-8 for 1.4 million); the later one would then
-    be dropped. `window_packets` compares only with the last N packets kept and
+    for n distinct packets (5e-8 for 1.4 million). In that case the later
+    packet is dropped. `window_packets` compares only with the last N packets kept and
     `window_seconds` only with packets up to T seconds older, which bounds
     memory on long captures (like `editcap -D N` and `editcap -w T`).
 
@@ -69,6 +69,7 @@ class Deduplicate(Stage):
                 f"Deduplicate: window_seconds must be a positive number of seconds or None, "
                 f"not {self.window_seconds!r}"
             )
+        self._unbounded = self.window_packets is None and self.window_seconds is None
         self._digests = DigestSet()
         # With a window: the digests it holds, in arrival order, and their timestamps
         # (only for window_seconds). A digest enters the window only when it is not
@@ -78,9 +79,6 @@ class Deduplicate(Stage):
         self._window_times: deque[int] = deque()
         self._window_ns = int(self.window_seconds * 1e9) if self.window_seconds is not None else None
 
-    def _unbounded(self) -> bool:
-        return self.window_packets is None and self.window_seconds is None
-
     def process(self, packet: Packet) -> bytes | None:
         self.counters_["packets"] += 1
         data = packet.data
@@ -89,7 +87,7 @@ class Deduplicate(Stage):
         )
         digest = int.from_bytes(blake2b(key_bytes, digest_size=8).digest(), "little")
 
-        if self._unbounded():
+        if self._unbounded:
             if not self._digests.add(digest):
                 self.counters_["duplicates_dropped"] += 1
                 return None
